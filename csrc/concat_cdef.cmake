@@ -1,0 +1,15 @@
+# Writes the cffi inputs: all cdef fragments concatenated, and a C prelude that
+# includes every public header. Run by CMakeLists.txt with -P.
+set(cdef_text "")
+foreach(f ${CDEFS})
+  file(READ ${f} part)
+  string(APPEND cdef_text "/* ---- ${f} ---- */\n${part}\n")
+endforeach()
+file(WRITE ${OUT_CDEF} "${cdef_text}")
+set(prelude "/* generated: every public header of csrc/include */\n")
+list(SORT HEADERS)
+foreach(h ${HEADERS})
+  get_filename_component(name ${h} NAME)
+  string(APPEND prelude "#include \"${name}\"\n")
+endforeach()
+file(WRITE ${OUT_PRELUDE} "${prelude}")

@@ -1,0 +1,148 @@
+"""Test-run isolation.
+
+Every test that touches the kernel must run in network namespaces that the test run
+made itself. So the whole pytest process re-executes itself once under
+``unshare --net --mount`` with private mount propagation, and mounts a private tmpfs on
+``/run/netns``: nothing the tests create (links, addresses, routes, named namespaces,
+nftables rules) can reach the machine's own network namespace or its ``/run/netns``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+_MARK = "PYNETLIB_TEST_SANDBOX"
+
+
+def _netns_inode() -> int:
+    return os.stat("/proc/self/ns/net").st_ino
+
+
+def _reexec_in_private_namespaces() -> None:
+    if os.environ.get(_MARK) == "1":
+        return
+    if os.geteuid() != 0:
+        return  # kernel tests skip themselves; pure tests still run
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise RuntimeError("the test run needs util-linux's unshare to isolate itself")
+    env = dict(os.environ, **{_MARK: "1", "PYNETLIB_TEST_PARENT_NETNS": str(_netns_inode())})
+    argv = [unshare, "--net", "--mount", "--propagation", "private", "--",
+            sys.executable, "-m", "pytest", *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(unshare, argv, env)
+
+
+def _private_run_netns() -> None:
+    os.makedirs("/run/netns", exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "pynetlib-test", "/run/netns"],
+                   check=True)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+def _in_sandbox() -> bool:
+    return os.environ.get(_MARK) == "1"
+
+
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if not _in_sandbox():
+        # pytest is capturing fds 1 and 2 already: give the real ones back before exec.
+        capman = config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            capman.suspend_global_capture(in_=True)
+        _reexec_in_private_namespaces()
+        if capman is not None:
+            capman.resume_global_capture()
+        return
+    # Refuse to run anything if the re-exec did not actually give us our own netns.
+    if str(_netns_inode()) == os.environ.get("PYNETLIB_TEST_PARENT_NETNS", ""):
+        raise RuntimeError("test sandbox is not isolated: same network namespace as the caller")
+    if not os.environ.get("PYNETLIB_TEST_SANDBOX_READY"):
+        _private_run_netns()
+        os.environ["PYNETLIB_TEST_SANDBOX_READY"] = "1"
+
+
+# --- fixtures ----------------------------------------------------------------------------
+
+import itertools  # noqa: E402
+import json  # noqa: E402
+
+_counter = itertools.count()
+
+
+def kernel_available() -> bool:
+    return _in_sandbox()
+
+
+requires_kernel = pytest.mark.skipif(
+    not kernel_available(), reason="needs root; the run isolates itself with unshare")
+
+
+def ip_json(*args: str, netns: str | None = None) -> list:
+    """Read kernel state with iproute2 (an oracle independent of pynetlib)."""
+    argv = ["ip"] + (["-n", netns] if netns else []) + ["-j", *args]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return json.loads(out) if out.strip() else []
+
+
+@pytest.fixture
+def make_netns():
+    """Factory for named namespaces made with iproute2; all are removed after the test."""
+    made: list[str] = []
+
+    def make(prefix: str = "t") -> str:
+        name = f"{prefix}{os.getpid()}-{next(_counter)}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        if os.path.exists(f"/run/netns/{name}"):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def host_ns(make_netns):
+    """A fresh namespace standing in for a container host: (name, path)."""
+    name = make_netns("h")
+    return name, f"/run/netns/{name}"
+
+
+@pytest.fixture
+def ipr_in():
+    """pyroute2 IPRoute handles bound to named namespaces, closed after the test."""
+    from pyroute2 import IPRoute, NetNS
+
+    opened = []
+
+    def get(name: str | None = None):
+        h = IPRoute() if name is None else NetNS(name)
+        opened.append(h)
+        return h
+
+    yield get
+    for h in opened:
+        h.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaks_after_run():
+    """After the whole run: no named namespace left and the run's own netns holds only lo."""
+    yield
+    if not _in_sandbox():
+        return
+    left = sorted(os.listdir("/run/netns"))
+    links = [l["ifname"] for l in ip_json("link", "show") if l["ifname"] != "lo"]
+    assert not left, f"namespaces leaked by the tests: {left}"
+    assert not links, f"links leaked into the test run's namespace: {links}"
