@@ -225,3 +225,11 @@ def kernel_error(err: int, op: str, obj: str = "", kernel_msg: str = "") -> Kern
     """The most specific :class:`KernelError` subclass for ``err`` (positive or negative)."""
     cls = _KERNEL_CLASSES.get(abs(err), KernelError)
     return cls(err, op, obj, kernel_msg)
+
+
+class NoSuchNamespaceError(NotFoundError):
+    """A network namespace path or name that does not exist (checked before any netlink)."""
+
+    def __init__(self, path: str, why: str = "") -> None:
+        self.path = path
+        super().__init__(f"network namespace {path} not found" + (f": {why}" if why else ""))

@@ -1,0 +1,17 @@
+"""The kernel layer: typed Python wrappers over pynetlib's C netlink library.
+
+- :class:`NetlinkSocket`: an rtnetlink socket bound to one namespace; links (veth,
+  bridge, dummy, vxlan, macvlan), addresses and routes.
+- :class:`Netns`: network namespaces (create, open, delete, enter).
+- :func:`attach_veth`: a container's whole veth attach in three round trips.
+"""
+
+from pynetlib.kernel.attach import attach_veth
+from pynetlib.kernel.netlink import LinkInfo, NetlinkSocket
+from pynetlib.kernel.netns import DEFAULT_RUNDIR, Netns, current_inode, delete as delete_netns
+from pynetlib.kernel.netns import enter as enter_netns, prepare_rundir
+
+__all__ = [
+    "attach_veth", "LinkInfo", "NetlinkSocket", "Netns", "DEFAULT_RUNDIR", "current_inode",
+    "delete_netns", "enter_netns", "prepare_rundir",
+]
