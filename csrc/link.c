@@ -114,6 +114,32 @@ static int put_linkinfo(struct pnl_req *r, const struct pnl_link_req *req)
 	return 0;
 }
 
+/* The kernel ignores IFLA_IFALIAS in a create (rtnl_create_link does not apply it), so
+ * set it with a second request, in the namespace the device was created in. If that
+ * fails, the new device is deleted again: a create never half-succeeds. */
+static int set_alias_after_create(struct pnl_sock *sock, const struct pnl_link_req *req,
+				  struct pnl_err *err)
+{
+	struct pnl_sock *other = NULL;
+	struct pnl_sock *where = sock;
+	struct pnl_link_req ch;
+	int rc;
+
+	if (req->netns_fd >= 0) {
+		rc = pnl_sock_open(req->netns_fd, sock->timeout_ms, &other);
+		if (rc < 0)
+			return pnl_err_set(err, -1, rc, "cannot open a socket to set the alias");
+		where = other;
+	}
+	pnl_link_req_init(&ch);
+	ch.alias = req->alias;
+	rc = pnl_link_change(where, 0, req->name, &ch, err);
+	if (rc < 0)
+		pnl_link_delete(where, 0, req->name, NULL);
+	pnl_sock_close(other);
+	return rc;
+}
+
 int pnl_link_create(struct pnl_sock *sock, const struct pnl_link_req *req, struct pnl_err *err)
 {
 	unsigned char buf[LINK_BUF];
@@ -134,7 +160,10 @@ int pnl_link_create(struct pnl_sock *sock, const struct pnl_link_req *req, struc
 	rc = put_linkinfo(&r, req);
 	if (rc < 0)
 		return pnl_err_set(err, -1, rc, "unsupported device options");
-	return pnl_sock_exec(sock, &r, NULL, NULL, err);
+	rc = pnl_sock_exec(sock, &r, NULL, NULL, err);
+	if (rc < 0 || !req->alias || !*req->alias)
+		return rc;
+	return set_alias_after_create(sock, req, err);
 }
 
 int pnl_link_change(struct pnl_sock *sock, int ifindex, const char *ifname,
