@@ -10,65 +10,17 @@ nftables rules) can reach the machine's own network namespace or its ``/run/netn
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 
-_MARK = "PYNETLIB_TEST_SANDBOX"
-
-
-def _netns_inode() -> int:
-    return os.stat("/proc/self/ns/net").st_ino
-
-
-def _reexec_in_private_namespaces() -> None:
-    if os.environ.get(_MARK) == "1":
-        return
-    if os.geteuid() != 0:
-        return  # kernel tests skip themselves; pure tests still run
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise RuntimeError("the test run needs util-linux's unshare to isolate itself")
-    env = dict(os.environ, **{_MARK: "1", "PYNETLIB_TEST_PARENT_NETNS": str(_netns_inode())})
-    argv = [unshare, "--net", "--mount", "--propagation", "private", "--",
-            sys.executable, "-m", "pytest", *sys.argv[1:]]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(unshare, argv, env)
-
-
-def _private_run_netns() -> None:
-    os.makedirs("/run/netns", exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "pynetlib-test", "/run/netns"],
-                   check=True)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-
-
-def _in_sandbox() -> bool:
-    return os.environ.get(_MARK) == "1"
-
-
+from pynetlib.testing import in_sandbox as _in_sandbox
+from pynetlib.testing import isolate_pytest_run
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    if not _in_sandbox():
-        # pytest is capturing fds 1 and 2 already: give the real ones back before exec.
-        capman = config.pluginmanager.getplugin("capturemanager")
-        if capman is not None:
-            capman.suspend_global_capture(in_=True)
-        _reexec_in_private_namespaces()
-        if capman is not None:
-            capman.resume_global_capture()
-        return
-    # Refuse to run anything if the re-exec did not actually give us our own netns.
-    if str(_netns_inode()) == os.environ.get("PYNETLIB_TEST_PARENT_NETNS", ""):
-        raise RuntimeError("test sandbox is not isolated: same network namespace as the caller")
-    if not os.environ.get("PYNETLIB_TEST_SANDBOX_READY"):
-        _private_run_netns()
-        os.environ["PYNETLIB_TEST_SANDBOX_READY"] = "1"
+    isolate_pytest_run(config)
 
 
 # --- fixtures ----------------------------------------------------------------------------

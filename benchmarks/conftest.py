@@ -1,0 +1,68 @@
+"""Benchmark-run isolation and the summary table.
+
+Kernel benchmarks create devices and namespaces, so the run re-executes itself inside
+private network and mount namespaces exactly as the test run does. Each benchmark
+records its median under (group, implementation); the summary prints every group with
+its ratios to the C loop and to pyroute2.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pynetlib.testing import in_sandbox, isolate_pytest_run
+
+RESULTS: dict[str, dict[str, float]] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    isolate_pytest_run(config)
+    config._pnl_results = RESULTS
+
+
+def rounds(default: int) -> int:
+    """Rounds per benchmark; PNL_BENCH_ROUNDS shrinks them (CI's short mode)."""
+    env = os.environ.get("PNL_BENCH_ROUNDS")
+    return max(1, min(default, int(env))) if env else default
+
+
+def record(group: str, impl: str, median_s: float) -> None:
+    RESULTS.setdefault(group, {})[impl] = median_s
+
+
+def record_benchmark(benchmark, group: str, impl: str) -> None:
+    stats = benchmark.stats
+    if stats is not None:
+        record(group, impl, stats.stats.median)
+
+
+@pytest.fixture
+def kernel_only():
+    if not in_sandbox():
+        pytest.skip("kernel benchmarks need root (the run isolates itself with unshare)")
+
+
+def _fmt(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1e6:10.1f} us" if s < 1e-2 else f"{s * 1e3:10.2f} ms"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("pynetlib benchmark summary (medians)")
+    impls = ["c-loop", "pynetlib", "pyroute2", "python-baseline"]
+    tr.write_line(f"{'group':24}" + "".join(f"{i:>16}" for i in impls)
+                  + f"{'pynetlib/C':>12}{'pyroute2/pynetlib':>19}")
+    for group in sorted(RESULTS):
+        row = RESULTS[group]
+        cells = "".join(f"{_fmt(row.get(i)):>16}" for i in impls)
+        pn, c, p2 = row.get("pynetlib"), row.get("c-loop"), row.get("pyroute2")
+        r1 = f"{pn / c:11.2f}x" if pn and c else f"{'-':>12}"
+        r2 = f"{p2 / pn:18.1f}x" if pn and p2 else f"{'-':>19}"
+        tr.write_line(f"{group:24}{cells}{r1}{r2}")
