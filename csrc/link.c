@@ -46,7 +46,8 @@ static void put_link_attrs(struct pnl_req *r, const struct pnl_link_req *req)
 		pnl_req_put_u32(r, IFLA_GROUP, (uint32_t)req->group);
 	if (req->netns_fd >= 0)
 		pnl_req_put_u32(r, IFLA_NET_NS_FD, (uint32_t)req->netns_fd);
-	if (req->link > 0)
+	/* vxlan takes its underlying device as IFLA_VXLAN_LINK (put_linkinfo), not IFLA_LINK */
+	if (req->link > 0 && !(req->kind && strcmp(req->kind, "vxlan") == 0))
 		pnl_req_put_u32(r, IFLA_LINK, (uint32_t)req->link);
 }
 
@@ -84,6 +85,8 @@ static int put_linkinfo(struct pnl_req *r, const struct pnl_link_req *req)
 	} else if (strcmp(req->kind, "vxlan") == 0) {
 		data = pnl_req_nest_start(r, IFLA_INFO_DATA);
 		pnl_req_put_u32(r, IFLA_VXLAN_ID, req->vxlan_id);
+		if (req->link > 0)
+			pnl_req_put_u32(r, IFLA_VXLAN_LINK, (uint32_t)req->link);
 		alen = addr_len(req->vxlan_family);
 		if (req->vxlan_family && !alen)
 			return -EAFNOSUPPORT;
