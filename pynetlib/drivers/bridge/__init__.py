@@ -1,1 +1,5 @@
 """The bridge driver."""
+
+from pynetlib.drivers.bridge.driver import BridgeDriver
+
+__all__ = ["BridgeDriver"]

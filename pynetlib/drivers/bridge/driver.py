@@ -1,0 +1,527 @@
+"""The bridge driver: one Linux bridge per network, one veth per joined endpoint.
+
+Addresses come from the controller's IPAM allocator and are reserved at
+``create_endpoint`` (with the MAC and the host ports); ``join`` plumbs the endpoint with
+a single pipelined attach that creates the container's end directly inside the sandbox;
+``leave`` removes the veth and keeps the reservations; ``delete_endpoint`` releases them.
+NAT, isolation, inter-container communication and port mappings live in nftables.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+from pynetlib import netlabel
+from pynetlib.driverapi import Driver
+from pynetlib.drivers.bridge.config import (DriverConfig, InvalidConfigError, NetworkConfig,
+                                            parse_driver_config, parse_network_config)
+from pynetlib.errors import (ActiveEndpointsError, BadRequestError, ForbiddenError,
+                             IPOutOfRangeError, NotFoundError)
+from pynetlib.kernel import NetlinkSocket, attach_veth, validate
+from pynetlib.types import PortBinding, TransportPort
+
+log = logging.getLogger(__name__)
+
+TAG = "pynetlib"
+HOST_IF_PREFIX = "pnl"
+GATEWAY_REQUEST = {"RequestAddressType": netlabel.GATEWAY}
+_ENDPOINT_OPTIONS = {netlabel.PORT_MAP, netlabel.EXPOSED_PORTS, netlabel.MAC_ADDRESS,
+                     netlabel.GENERIC_DATA}
+
+
+def network_tag(nid: str) -> str:
+    return f"{TAG}:network:{nid}"
+
+
+def endpoint_tag(nid: str, eid: str) -> str:
+    return f"{TAG}:endpoint:{nid[:12]}:{eid}"
+
+
+def host_ifname(eid: str) -> str:
+    """The host end of an endpoint's veth: deterministic, 15 bytes."""
+    return HOST_IF_PREFIX + eid[:12]
+
+
+def mac_from_ipv4(ip: ipaddress.IPv4Address) -> str:
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+def random_mac() -> str:
+    return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
+
+
+@dataclass
+class _Endpoint:
+    eid: str
+    mac: str
+    v4: ipaddress.IPv4Interface | None
+    v6: ipaddress.IPv6Interface | None
+    bindings: list[PortBinding] = field(default_factory=list)
+    exposed: list[TransportPort] = field(default_factory=list)
+    joined: bool = False
+
+
+@dataclass
+class _Network:
+    nid: str
+    cfg: NetworkConfig
+    bridge: str
+    pool4: str | None = None
+    subnet4: ipaddress.IPv4Network | None = None
+    bridge_ip4: ipaddress.IPv4Interface | None = None
+    gateway4: ipaddress.IPv4Address | None = None
+    reserved4: list = field(default_factory=list)
+    pool6: str | None = None
+    subnet6: ipaddress.IPv6Network | None = None
+    gateway6: ipaddress.IPv6Address | None = None
+    reserved6: list = field(default_factory=list)
+    firewall: bool = False
+    endpoints: dict[str, _Endpoint] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class BridgeDriver(Driver):
+    type = "bridge"
+
+    def __init__(self, ipam, *, firewall=None, port_allocator=None) -> None:
+        self._ipam = ipam
+        self._cfg: DriverConfig | None = None
+        self._lock = threading.Lock()
+        self._networks: dict[str, _Network] = {}
+        self._sock: NetlinkSocket | None = None
+        self._firewall = firewall
+        self._ports = port_allocator
+
+    # -- services, made on first use in the namespace the driver works in -------------
+    def _host(self) -> NetlinkSocket:
+        with self._lock:
+            if self._sock is None:
+                self._sock = NetlinkSocket()
+            return self._sock
+
+    def _fw(self):
+        with self._lock:
+            if self._firewall is None:
+                from pynetlib.drivers.bridge.firewall import BridgeFirewall
+
+                self._firewall = BridgeFirewall()
+            return self._firewall
+
+    def _port_alloc(self):
+        with self._lock:
+            if self._ports is None:
+                from pynetlib.drivers.bridge.portalloc import PortAllocator
+
+                self._ports = PortAllocator()
+            return self._ports
+
+    def _net(self, nid: str) -> _Network:
+        with self._lock:
+            n = self._networks.get(nid)
+        if n is None:
+            raise NotFoundError(f"bridge network {nid} not found")
+        return n
+
+    def close(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    # -- driver configuration ------------------------------------------------------
+    def config(self, options: dict) -> None:
+        cfg = parse_driver_config(options)
+        with self._lock:
+            if self._cfg is not None:
+                raise ForbiddenError("bridge driver configuration exists already")
+            self._cfg = cfg
+        if cfg.EnableIPForwarding:
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                f.write("1\n")
+
+    def _iptables(self, cfg: NetworkConfig) -> bool:
+        drv = self._cfg or DriverConfig()
+        return drv.EnableIPTables and cfg.EnableIPTables
+
+    # -- networks -------------------------------------------------------------------
+    def create_network(self, nid: str, options: dict) -> None:
+        cfg = parse_network_config(options)
+        bridge = cfg.BridgeName or f"br-{nid[:12]}"
+        with self._lock:
+            if nid in self._networks:
+                raise ForbiddenError(f"network {nid} exists")
+            for other in self._networks.values():
+                if other.bridge == bridge:
+                    raise ForbiddenError(f"network {nid} conflicts with network "
+                                         f"{other.nid} by bridge name {bridge}")
+            net = _Network(nid, cfg, bridge)
+            self._networks[nid] = net       # claims the bridge name while we work
+        undo: list = []
+        try:
+            self._allocate_subnets(net, undo)
+            self._make_bridge(net, undo)
+            if self._iptables(cfg):
+                self._fw().add_network(nid, bridge, net.subnet4, net.subnet6,
+                                       masquerade=cfg.EnableIPMasquerade, icc=cfg.EnableICC,
+                                       internal=cfg.Internal)
+                net.firewall = True
+                undo.append(lambda: self._fw().remove_network(nid))
+        except BaseException:
+            for fn in reversed(undo):
+                try:
+                    fn()
+                except Exception:
+                    log.exception("rollback of network %s", nid)
+            with self._lock:
+                self._networks.pop(nid, None)
+            raise
+
+    def _allocate_subnets(self, net: _Network, undo: list) -> None:
+        from pynetlib.ipam import LOCAL_DEFAULT
+
+        cfg = net.cfg
+        ipam = self._ipam
+        if cfg.AddressIPv4 is not None:
+            pool, _, _ = ipam.request_pool(LOCAL_DEFAULT, str(cfg.AddressIPv4.network),
+                                           str(cfg.FixedCIDR) if cfg.FixedCIDR else None)
+            net.pool4 = pool
+            undo.append(lambda: ipam.release_pool(pool))
+            net.bridge_ip4 = ipam.request_address(pool, cfg.AddressIPv4.ip)
+            undo.append(lambda: ipam.release_address(pool, net.bridge_ip4.ip))
+            net.bridge_ip4 = ipaddress.ip_interface(f"{cfg.AddressIPv4.ip}/"
+                                                    f"{cfg.AddressIPv4.network.prefixlen}")
+        else:
+            pool, subnet, _ = ipam.request_pool(LOCAL_DEFAULT)
+            net.pool4 = pool
+            undo.append(lambda: ipam.release_pool(pool))
+            net.bridge_ip4 = ipam.request_address(pool, None, dict(GATEWAY_REQUEST))
+            undo.append(lambda: ipam.release_address(pool, net.bridge_ip4.ip))
+        net.subnet4 = net.bridge_ip4.network
+        net.gateway4 = net.bridge_ip4.ip
+        if cfg.DefaultGatewayIPv4 is not None and cfg.DefaultGatewayIPv4 != net.gateway4:
+            gw = cfg.DefaultGatewayIPv4
+            ipam.request_address(net.pool4, gw)
+            net.reserved4.append(gw)
+            undo.append(lambda: ipam.release_address(net.pool4, gw))
+            net.gateway4 = gw
+        if cfg.EnableIPv6 and cfg.FixedCIDRv6 is not None:
+            pool6, subnet6, _ = ipam.request_pool(LOCAL_DEFAULT, str(cfg.FixedCIDRv6), v6=True)
+            net.pool6, net.subnet6 = pool6, subnet6
+            undo.append(lambda: ipam.release_pool(pool6))
+            if cfg.DefaultGatewayIPv6 is not None:
+                g6 = ipam.request_address(pool6, cfg.DefaultGatewayIPv6).ip
+            else:
+                g6 = ipam.request_address(pool6, None, dict(GATEWAY_REQUEST)).ip
+            net.gateway6 = g6
+            net.reserved6.append(g6)
+            undo.append(lambda: ipam.release_address(pool6, g6))
+
+    def _make_bridge(self, net: _Network, undo: list) -> None:
+        host = self._host()
+        tag = network_tag(net.nid)
+        try:
+            info = host.link_get(net.bridge)
+        except OSError as e:
+            if e.errno != errno.ENODEV:
+                raise
+            info = None
+        if info is not None:
+            if info.alias != tag:
+                raise ForbiddenError(f"bridge name {net.bridge} is taken by a device that "
+                                     "pynetlib does not own")
+        else:
+            host.bridge_create(net.bridge, mtu=net.cfg.Mtu or None, alias=tag)
+            undo.append(lambda: host.link_delete(net.bridge))
+        if net.cfg.EnableIPv6:
+            with open(f"/proc/sys/net/ipv6/conf/{net.bridge}/disable_ipv6", "w") as f:
+                f.write("0\n")
+        have = {str(a) for a in host.addrs(net.bridge)}
+        wanted = [net.bridge_ip4]
+        if net.subnet6 is not None:
+            wanted.append(ipaddress.ip_interface(f"{net.gateway6}/{net.subnet6.prefixlen}"))
+        if net.cfg.EnableIPv6:
+            wanted.append(ipaddress.ip_interface("fe80::1/64"))
+        for a in wanted:
+            if str(a) not in have:
+                host.addr_add(net.bridge, a, nodad=a.version == 6)
+        host.link_set(net.bridge, up=True)
+
+    def delete_network(self, nid: str) -> None:
+        net = self._net(nid)
+        with net.lock:
+            if net.endpoints:
+                raise ActiveEndpointsError(nid, nid)
+        errors: list[BaseException] = []
+
+        def attempt(fn):
+            try:
+                fn()
+            except Exception as e:
+                errors.append(e)
+
+        if net.firewall:
+            attempt(lambda: self._fw().remove_network(nid))
+        attempt(lambda: self._delete_bridge(net))
+        for gw in net.reserved4:
+            attempt(lambda gw=gw: self._ipam.release_address(net.pool4, gw))
+        if net.pool4:
+            attempt(lambda: self._ipam.release_address(net.pool4, net.bridge_ip4.ip))
+            attempt(lambda: self._ipam.release_pool(net.pool4))
+        for gw in net.reserved6:
+            attempt(lambda gw=gw: self._ipam.release_address(net.pool6, gw))
+        if net.pool6:
+            attempt(lambda: self._ipam.release_pool(net.pool6))
+        with self._lock:
+            self._networks.pop(nid, None)
+        if errors:
+            raise errors[0]
+
+    def _delete_bridge(self, net: _Network) -> None:
+        host = self._host()
+        try:
+            info = host.link_get(net.bridge)
+        except OSError as e:
+            if e.errno == errno.ENODEV:
+                return
+            raise
+        if info.alias == network_tag(net.nid):
+            host.link_delete(info.index)
+
+    # -- endpoints ------------------------------------------------------------------
+    def create_endpoint(self, nid: str, eid: str, ep_info, options: dict) -> None:
+        net = self._net(nid)
+        for k in options:
+            if k not in _ENDPOINT_OPTIONS:
+                raise InvalidConfigError(f"unknown bridge endpoint option {k!r}")
+        bindings = list(options.get(netlabel.PORT_MAP, []))
+        exposed = list(options.get(netlabel.EXPOSED_PORTS, []))
+        mac = options.get(netlabel.MAC_ADDRESS)
+        undo: list = []
+        with net.lock:
+            if eid in net.endpoints:
+                raise ForbiddenError(f"endpoint {eid} exists")
+            try:
+                ep = self._reserve_addresses(net, eid, ep_info, mac, undo)
+                ep.bindings = self._reserve_ports(net, ep, bindings, undo)
+                ep.exposed = exposed
+            except BaseException:
+                for fn in reversed(undo):
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("rollback of endpoint %s", eid)
+                raise
+            net.endpoints[eid] = ep
+
+    def _reserve_addresses(self, net: _Network, eid: str, ep_info, mac, undo) -> _Endpoint:
+        ipam = self._ipam
+        assigned = ep_info.interfaces()
+        v6_prefix = net.subnet6.prefixlen if net.subnet6 else None
+        if assigned:
+            iface = assigned[0]
+            v4, v6 = iface.address(), iface.address_ipv6()
+            if v4 is not None:
+                if v4.ip not in net.subnet4:
+                    raise IPOutOfRangeError(v4.ip, net.pool4,
+                                            f"invalid address {v4.ip}: it does not belong "
+                                            f"to the network's subnet {net.subnet4}")
+                ipam.request_address(net.pool4, v4.ip)
+                undo.append(lambda: ipam.release_address(net.pool4, v4.ip))
+            if v6 is not None:
+                if net.subnet6 is None or v6.ip not in net.subnet6:
+                    raise IPOutOfRangeError(v6.ip, net.pool6 or "",
+                                            f"invalid address {v6.ip}: it does not belong "
+                                            "to the network's IPv6 subnet")
+                ipam.request_address(net.pool6, v6.ip)
+                undo.append(lambda: ipam.release_address(net.pool6, v6.ip))
+            have_mac = iface.mac_address() or mac
+            new_mac = None if iface.mac_address() else (
+                mac or (mac_from_ipv4(v4.ip) if v4 is not None else random_mac()))
+            self._check_mac(net, have_mac or new_mac)
+            new_v6 = None
+            if v6 is None and net.pool6 is not None:
+                new_v6 = self._allocate_v6(net, have_mac or new_mac, undo)
+            if iface.is_open():
+                iface.complete(v4_prefixlen=net.subnet4.prefixlen, v6_prefixlen=v6_prefix,
+                               mac=new_mac, ipv6=new_v6)
+            elif new_mac or new_v6:
+                raise ForbiddenError("the endpoint's assigned interface lacks a MAC or an "
+                                     "IPv6 address that this network needs")
+            return _Endpoint(eid, iface.mac_address(), iface.address(), iface.address_ipv6())
+        if mac:
+            self._check_mac(net, mac)       # before any reservation moves a cursor
+        v4 = ipam.request_address(net.pool4)
+        undo.append(lambda: ipam.release_address(net.pool4, v4.ip))
+        if not mac:
+            mac = mac_from_ipv4(v4.ip)
+            self._check_mac(net, mac)
+        v6 = self._allocate_v6(net, mac, undo) if net.pool6 is not None else None
+        ep_info.add_interface(1, mac, v4, v6)
+        return _Endpoint(eid, mac, v4, v6)
+
+    def _allocate_v6(self, net: _Network, mac: str, undo) -> ipaddress.IPv6Interface:
+        ipam = self._ipam
+        preferred = None
+        if net.subnet6.prefixlen <= 80:
+            host = int(mac.replace(":", ""), 16)
+            preferred = net.subnet6.network_address + host
+        v6 = ipam.request_address(net.pool6, preferred)
+        undo.append(lambda: ipam.release_address(net.pool6, v6.ip))
+        return v6
+
+    def _check_mac(self, net: _Network, mac: str) -> None:
+        validate.mac(mac)
+        for other in net.endpoints.values():
+            if other.mac == mac.lower():
+                raise ForbiddenError(f"MAC address {mac} is in use by endpoint {other.eid} "
+                                     "in this network")
+
+    def _reserve_ports(self, net: _Network, ep: _Endpoint, bindings, undo) -> list[PortBinding]:
+        if not bindings:
+            return []
+        alloc = self._port_alloc()
+        out = []
+        for b in bindings:
+            host_ip = b.host_ip or net.cfg.DefaultBindingIP
+            port = alloc.request(b.proto, host_ip, b.host_port)
+            undo.append(lambda p=port, b=b, h=host_ip: alloc.release(b.proto, h, p))
+            out.append(PortBinding(b.proto, b.port, port, host_ip,
+                                   ep.v4.ip if ep.v4 is not None else None))
+        return out
+
+    def delete_endpoint(self, nid: str, eid: str) -> None:
+        net = self._net(nid)
+        with net.lock:
+            ep = net.endpoints.get(eid)
+            if ep is None:
+                raise NotFoundError(f"endpoint {eid} not found")
+            if ep.joined:
+                raise ForbiddenError(f"endpoint {eid} is still joined")
+            errors = []
+            if ep.bindings:
+                alloc = self._port_alloc()
+                for b in ep.bindings:
+                    alloc.release(b.proto, b.host_ip, b.host_port)
+            for pool, iface in ((net.pool4, ep.v4), (net.pool6, ep.v6)):
+                if iface is not None and pool is not None:
+                    try:
+                        self._ipam.release_address(pool, iface.ip)
+                    except Exception as e:
+                        errors.append(e)
+            del net.endpoints[eid]
+        if errors:
+            raise errors[0]
+
+    def endpoint_oper_info(self, nid: str, eid: str) -> dict:
+        net = self._net(nid)
+        with net.lock:
+            ep = net.endpoints.get(eid)
+            if ep is None:
+                raise NotFoundError(f"endpoint {eid} not found")
+            return {netlabel.PORT_MAP: list(ep.bindings), netlabel.MAC_ADDRESS: ep.mac,
+                    netlabel.EXPOSED_PORTS: list(ep.exposed)}
+
+    # -- join / leave ---------------------------------------------------------------
+    def join(self, nid: str, eid: str, sbox_key: str, jinfo, options: dict) -> None:
+        net = self._net(nid)
+        with net.lock:
+            ep = net.endpoints.get(eid)
+            if ep is None:
+                raise NotFoundError(f"endpoint {eid} not found")
+            if ep.joined:
+                raise ForbiddenError(f"endpoint {eid} is already joined")
+        target = jinfo.plumb_target()
+        hname = host_ifname(eid)
+        host = self._host()
+        if target is not None:
+            attach_veth(host, target.netns, hname, target.ifname, bridge=net.bridge,
+                        mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
+                        gateway=net.gateway4 if (target.route4 and ep.v4) else None,
+                        address6=ep.v6,
+                        gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
+                        alias=endpoint_tag(nid, eid), lo_up=False)
+            jinfo.plumbed(1, target.ifname)
+        else:
+            peer = "pnp" + eid[:12]
+            host.veth_create(hname, peer, mac=None, peer_mac=ep.mac, mtu=net.cfg.Mtu or None,
+                             master=net.bridge, up=True, alias=endpoint_tag(nid, eid))
+            jinfo.interface_names()[0].set_names(peer, "eth0")
+        try:
+            if ep.v4 is not None:
+                jinfo.set_gateway(net.gateway4)
+            if ep.v6 is not None and net.gateway6 is not None:
+                jinfo.set_gateway_ipv6(net.gateway6)
+            if net.firewall and not net.cfg.EnableICC:
+                self._fw().add_port(nid, hname)
+            if net.firewall and ep.bindings:
+                self._fw().add_port_mappings(nid, eid, net.bridge,
+                                             ep.v4.ip if ep.v4 else None,
+                                             ep.v6.ip if ep.v6 else None, ep.bindings)
+        except BaseException:
+            self._unplug(net, ep, hname)
+            raise
+        with net.lock:
+            ep.joined = True
+
+    def leave(self, nid: str, eid: str) -> None:
+        net = self._net(nid)
+        with net.lock:
+            ep = net.endpoints.get(eid)
+            if ep is None:
+                raise NotFoundError(f"endpoint {eid} not found")
+        self._unplug(net, ep, host_ifname(eid))
+        with net.lock:
+            ep.joined = False
+
+    def _unplug(self, net: _Network, ep: _Endpoint, hname: str) -> None:
+        """Reverse of join, best effort, in reverse order: rules, then the device."""
+        errors = []
+        if net.firewall and ep.bindings:
+            try:
+                self._fw().remove_port_mappings(net.nid, ep.eid)
+            except Exception as e:
+                errors.append(e)
+        if net.firewall and not net.cfg.EnableICC:
+            try:
+                self._fw().remove_port(net.nid, hname)
+            except Exception as e:
+                errors.append(e)
+        try:
+            self._host().link_delete(hname)
+        except OSError as e:
+            if e.errno != errno.ENODEV:     # already gone with its namespace: fine
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    # -- audit ----------------------------------------------------------------------
+    def audit_network(self, nid: str, endpoint_ids: list[str]) -> list[str]:
+        problems = []
+        try:
+            net = self._net(nid)
+        except NotFoundError:
+            return [f"network {nid}: unknown to the bridge driver"]
+        host = self._host()
+        try:
+            info = host.link_get(net.bridge)
+            if info.alias != network_tag(nid):
+                problems.append(f"network {nid}: bridge {net.bridge} is not tagged as ours")
+        except OSError:
+            problems.append(f"network {nid}: bridge {net.bridge} is missing")
+        with net.lock:
+            eps = dict(net.endpoints)
+        if set(eps) != set(endpoint_ids):
+            problems.append(f"network {nid}: driver endpoints {sorted(eps)} differ from the "
+                            f"controller's {sorted(endpoint_ids)}")
+        for ep in eps.values():
+            present = host.link_exists(host_ifname(ep.eid))
+            if ep.joined and not present:
+                problems.append(f"endpoint {ep.eid}: joined but its veth is missing")
+            if not ep.joined and present:
+                problems.append(f"endpoint {ep.eid}: not joined but its veth exists")
+        return problems

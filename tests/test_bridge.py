@@ -1,0 +1,286 @@
+"""The bridge driver through the public API: devices, addresses, MACs, routes and real
+traffic, read back with iproute2 (``ip -j``), never through pynetlib."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+
+import pytest
+
+import pynetlib
+from pynetlib import errors as E
+from pynetlib import netlabel
+
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
+    os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
+
+
+def ip_j(*args, ns=None):
+    import json
+
+    argv = ["ip"] + (["-n", ns] if ns else []) + ["-j", *args]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def links(ns=None):
+    return {l["ifname"]: l for l in ip_j("-d", "link", "show", ns=ns)}
+
+
+def addrs(dev, ns=None, link_local=False):
+    """Addresses of dev; the kernel's own link-local ones only when asked."""
+    out = ip_j("addr", "show", "dev", dev, ns=ns)
+    return {f"{a['local']}/{a['prefixlen']}" for a in out[0]["addr_info"]
+            if link_local or a.get("scope") != "link"} if out else set()
+
+
+def ping(ns, ip, v6=False):
+    argv = ["ip", "netns", "exec", ns, "ping"] + (["-6"] if v6 else []) + \
+        ["-c1", "-W1", str(ip)]
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+def nsname(key):
+    return os.path.basename(key)
+
+
+@pytest.fixture
+def ctrl(tmp_path):
+    c = pynetlib.Controller(str(tmp_path / "state"), host_routes=lambda: [])
+    yield c
+    for net in c.networks():
+        for ep in net.endpoints():
+            if ep.joined_container:
+                ep.leave(ep.joined_container)
+            ep.delete()
+        net.delete()
+    c.close()
+
+
+def bridge_opts(**kw):
+    return {netlabel.GENERIC_DATA: kw}
+
+
+def snapshot():
+    return (sorted(links()), sorted(os.listdir("/run/netns")))
+
+
+# -- networks ----------------------------------------------------------------------------
+
+def test_network_makes_a_tagged_bridge_with_its_address(ctrl):
+    net = ctrl.new_network("bridge", "n1", bridge_opts(BridgeName="pnlt-br1",
+                                                       AddressIPv4="10.10.0.1/16", Mtu=1400))
+    br = links()["pnlt-br1"]
+    assert br["linkinfo"]["info_kind"] == "bridge"
+    assert br["mtu"] == 1400 and "UP" in br["flags"]
+    assert br.get("ifalias") == f"pynetlib:network:{net.id}"
+    assert addrs("pnlt-br1") == {"10.10.0.1/16"}
+    net.delete()
+    assert "pnlt-br1" not in links()
+
+
+def test_default_bridge_name_and_pool(ctrl):
+    net = ctrl.new_network("bridge", "auto")
+    name = f"br-{net.id[:12]}"
+    assert name in links()
+    (a,) = addrs(name)
+    iface = ipaddress.ip_interface(a)
+    assert iface.ip == next(iface.network.hosts())      # gateway = first address
+    assert iface.network.subnet_of(ipaddress.ip_network("172.16.0.0/12")) or \
+        iface.network.subnet_of(ipaddress.ip_network("192.168.0.0/16"))
+
+
+def test_overlapping_subnets_are_refused_and_change_nothing(ctrl):
+    ctrl.new_network("bridge", "a", bridge_opts(AddressIPv4="10.20.0.1/16"))
+    before = snapshot()
+    with pytest.raises(E.PoolOverlapError):
+        ctrl.new_network("bridge", "b", bridge_opts(AddressIPv4="10.20.5.1/24"))
+    with pytest.raises(E.PoolOverlapError):
+        ctrl.new_network("bridge", "c", bridge_opts(AddressIPv4="10.0.0.1/8"))
+    assert snapshot() == before
+    assert [n.name for n in ctrl.networks()] == ["a"]
+
+
+@pytest.mark.parametrize("opts", [
+    {"NoSuchOption": 1},
+    {"EnableICC": "maybe"},
+    {"Mtu": -1},
+    {"Mtu": 70000},
+    {"Mtu": "1500"},
+    {"AddressIPv4": "10.30.0.1"},
+    {"AddressIPv4": "not-an-ip/16"},
+    {"AddressIPv4": "10.30.0.1/16", "FixedCIDR": "10.31.0.0/24"},
+    {"AddressIPv4": "10.30.0.1/16", "DefaultGatewayIPv4": "10.99.0.1"},
+    {"FixedCIDRv6": "2001:db8::/64"},
+    {"EnableIPv6": True, "FixedCIDRv6": "2001:db8::/64", "DefaultGatewayIPv6": "2001:db9::1"},
+    {"BridgeName": "a-name-that-is-too-long"},
+    {"BridgeName": "bad name"},
+])
+def test_bad_network_options(ctrl, opts):
+    before = snapshot()
+    with pytest.raises(E.BadRequestError):
+        ctrl.new_network("bridge", "bad", bridge_opts(**opts))
+    assert snapshot() == before
+    assert ctrl.networks() == []
+    # IPAM is untouched: the subnet is still free.
+    ctrl.new_network("bridge", "good", bridge_opts(AddressIPv4="10.30.0.1/16"))
+
+
+def test_existing_foreign_bridge_is_never_adopted(ctrl):
+    subprocess.run(["ip", "link", "add", "pnlt-foreign", "type", "bridge"], check=True)
+    try:
+        with pytest.raises(E.ForbiddenError):
+            ctrl.new_network("bridge", "f", bridge_opts(BridgeName="pnlt-foreign",
+                                                        AddressIPv4="10.40.0.1/16"))
+        assert "pnlt-foreign" in links()                  # untouched
+        assert addrs("pnlt-foreign") == set()
+        ctrl.new_network("bridge", "f", bridge_opts(AddressIPv4="10.40.0.1/16"))
+    finally:
+        subprocess.run(["ip", "link", "del", "pnlt-foreign"], check=True)
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+def test_endpoint_lifecycle_addresses_mac_and_traffic(ctrl):
+    net = ctrl.new_network("bridge", "life", bridge_opts(BridgeName="pnlt-life",
+                                                         AddressIPv4="10.50.0.1/16"))
+    ep1 = net.create_endpoint("e1")
+    ep2 = net.create_endpoint("e2")
+    i1 = ep1.info().interfaces[0]
+    assert i1.address == ipaddress.ip_interface("10.50.0.2/16")
+    assert i1.mac_address == "02:42:0a:32:00:02"
+    assert ep2.info().interfaces[0].address == ipaddress.ip_interface("10.50.0.3/16")
+    assert ep1.info().gateway is None and ep1.info().sandbox_key is None
+
+    k1 = ep1.join("life1", hostname="one").sandbox_key
+    k2 = ep2.join("life2").sandbox_key
+    n1, n2 = nsname(k1), nsname(k2)
+    eth0 = links(n1)["eth0"]
+    assert eth0["address"] == "02:42:0a:32:00:02" and "UP" in eth0["flags"]
+    assert addrs("eth0", n1) == {"10.50.0.2/16"}
+    assert "UP" in links(n1)["lo"]["flags"]
+    routes = ip_j("route", "show", "default", ns=n1)
+    assert routes and routes[0]["gateway"] == "10.50.0.1" and routes[0]["dev"] == "eth0"
+    host = links()[f"pnl{ep1.id[:12]}"]
+    assert host.get("master") == "pnlt-life" and "UP" in host["flags"]
+    assert host.get("ifalias", "").startswith("pynetlib:endpoint:")
+    assert ep1.info().gateway == ipaddress.ip_address("10.50.0.1")
+    assert ping(n1, "10.50.0.3") and ping(n2, "10.50.0.2") and ping(n1, "10.50.0.1")
+    hosts = open(ctrl.sandbox_by_container("life1").hosts_path).read()
+    assert hosts.startswith("10.50.0.2\tone\n")
+
+    # leave keeps the address and MAC; the devices go away
+    ep1.leave("life1")
+    assert f"pnl{ep1.id[:12]}" not in links() and not os.path.exists(k1)
+    assert ep1.info().interfaces[0].address == ipaddress.ip_interface("10.50.0.2/16")
+    k1b = ep1.join("life1b").sandbox_key
+    assert addrs("eth0", nsname(k1b)) == {"10.50.0.2/16"}
+    assert links(nsname(k1b))["eth0"]["address"] == "02:42:0a:32:00:02"
+    assert ping(nsname(k1b), "10.50.0.3")
+    ep1.leave("life1b")
+
+    # delete then create: next-fit does not hand 10.50.0.2 out again at once
+    ep1.delete()
+    ep3 = net.create_endpoint("e3")
+    assert ep3.info().interfaces[0].address == ipaddress.ip_interface("10.50.0.4/16")
+    ep2.leave("life2")
+
+
+def test_static_addresses(ctrl):
+    net = ctrl.new_network("bridge", "st", bridge_opts(AddressIPv4="10.60.0.1/16"))
+    ep = net.create_endpoint("s1", ipv4="10.60.7.7")
+    assert ep.info().interfaces[0].address == ipaddress.ip_interface("10.60.7.7/16")
+    ep2 = net.create_endpoint("s2", ipv4="10.60.7.8/16", mac="02:aa:bb:cc:dd:ee")
+    assert ep2.info().interfaces[0].mac_address == "02:aa:bb:cc:dd:ee"
+    with pytest.raises(E.IPAlreadyAllocatedError):
+        net.create_endpoint("s3", ipv4="10.60.7.7")
+    with pytest.raises(E.IPAlreadyAllocatedError):
+        net.create_endpoint("s3", ipv4="10.60.0.1")          # the gateway
+    with pytest.raises(E.IPOutOfRangeError):
+        net.create_endpoint("s3", ipv4="10.61.0.5")
+    with pytest.raises(E.ForbiddenError):
+        net.create_endpoint("s3", mac="02:aa:bb:cc:dd:ee")    # MAC in use
+    with pytest.raises(E.BadRequestError):
+        net.create_endpoint("s3", mac="zz:aa:bb:cc:dd:ee")
+    with pytest.raises(E.BadRequestError):
+        net.create_endpoint("s3", ipv4="2001:db8::1")
+    with pytest.raises(E.BadRequestError):
+        net.create_endpoint("s3", options={"com.docker.network.nonsense": 1})
+    with pytest.raises(E.BadRequestError):
+        net.create_endpoint("s3", options={netlabel.PORT_MAP: ["tcp/80"]})
+    assert sorted(e.name for e in net.endpoints()) == ["s1", "s2"]
+    # nothing was reserved by the failures: the next dynamic address follows next-fit
+    ep3 = net.create_endpoint("s3")
+    assert ep3.info().interfaces[0].address == ipaddress.ip_interface("10.60.0.2/16")
+    key = ep.join("static1").sandbox_key
+    assert addrs("eth0", nsname(key)) == {"10.60.7.7/16"}
+    ep.leave("static1")
+
+
+def test_ipv6_addresses_from_mac_and_traffic(ctrl):
+    net = ctrl.new_network("bridge", "v6", bridge_opts(
+        BridgeName="pnlt-v6", AddressIPv4="10.70.0.1/16", EnableIPv6=True,
+        FixedCIDRv6="2001:db8:70::/64"))
+    assert {"2001:db8:70::1/64", "fe80::1/64", "10.70.0.1/16"} <= addrs("pnlt-v6", link_local=True)
+    e1, e2 = net.create_endpoint("a"), net.create_endpoint("b")
+    i1 = e1.info().interfaces[0]
+    assert i1.address_ipv6 == ipaddress.ip_interface("2001:db8:70::242:a46:2/64")
+    k1, k2 = e1.join("v6a").sandbox_key, e2.join("v6b").sandbox_key
+    info = ip_j("-6", "addr", "show", "dev", "eth0", ns=nsname(k1))[0]["addr_info"]
+    glob = [a for a in info if a["scope"] == "global"]
+    assert glob[0]["local"] == "2001:db8:70::242:a46:2" and not glob[0].get("tentative")
+    r6 = ip_j("-6", "route", "show", "default", ns=nsname(k1))
+    assert r6 and r6[0]["gateway"] == "2001:db8:70::1"
+    assert e1.info().gateway_ipv6 == ipaddress.ip_address("2001:db8:70::1")
+    assert ping(nsname(k1), e2.info().interfaces[0].address_ipv6.ip, v6=True)
+    e1.leave("v6a")
+    e2.leave("v6b")
+
+
+def test_two_networks_in_one_sandbox(ctrl):
+    a = ctrl.new_network("bridge", "na", bridge_opts(AddressIPv4="10.81.0.1/16"))
+    b = ctrl.new_network("bridge", "nb", bridge_opts(AddressIPv4="10.82.0.1/16"))
+    ea, eb = a.create_endpoint("ea"), b.create_endpoint("eb")
+    key = ea.join("multi").sandbox_key
+    assert eb.join("multi").sandbox_key == key
+    ns = nsname(key)
+    assert addrs("eth0", ns) == {"10.81.0.2/16"} and addrs("eth1", ns) == {"10.82.0.2/16"}
+    defaults = ip_j("route", "show", "default", ns=ns)
+    assert len(defaults) == 1 and defaults[0]["gateway"] == "10.81.0.1"
+    ea.leave("multi")
+    assert os.path.exists(key)
+    eb.leave("multi")
+    assert not os.path.exists(key)
+
+
+def test_join_failure_leaves_nothing(ctrl):
+    net = ctrl.new_network("bridge", "jf", bridge_opts(AddressIPv4="10.90.0.1/16"))
+    ep = net.create_endpoint("e")
+    # Someone else's device already has the name of the endpoint's host end.
+    hname = f"pnl{ep.id[:12]}"
+    subprocess.run(["ip", "link", "add", hname, "type", "bridge"], check=True)
+    before = snapshot()
+    try:
+        with pytest.raises(E.KernelError):
+            ep.join("jfail")
+        assert snapshot() == before
+        assert ep.info().sandbox_key is None
+        with pytest.raises(E.NotFoundError):
+            ctrl.sandbox_by_container("jfail")
+    finally:
+        subprocess.run(["ip", "link", "del", hname], check=True)
+    ep.join("jfail")
+    ep.leave("jfail")
+
+
+def test_audit_is_empty_when_consistent(ctrl):
+    net = ctrl.new_network("bridge", "au", bridge_opts(AddressIPv4="10.91.0.1/16"))
+    ep = net.create_endpoint("e")
+    ep.join("audit1")
+    assert ctrl.audit() == []
+    subprocess.run(["ip", "link", "del", f"pnl{ep.id[:12]}"], check=True)
+    assert any("veth is missing" in p for p in ctrl.audit())
+    ep.leave("audit1")                       # idempotent teardown: already gone is fine
+    assert ctrl.audit() == []
