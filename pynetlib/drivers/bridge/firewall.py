@@ -22,6 +22,7 @@ Layout of ``inet pynetlib``::
     chain output       nat, hook output, dstnat: the same for locally originated traffic
                        (loopback destinations excluded, as Docker's OUTPUT rule)
     chain postrouting  nat, srcnat: per network masquerade, per mapping hairpin masquerade
+                       (ip saddr CIP oifname BR ip daddr CIP tcp dport P ct status dnat)
     set bridges        type ifname: the bridges pynetlib owns (one element per network)
 
 ``bridge pynetlib`` has chain ``forward`` (filter) and, per network, a set
@@ -464,9 +465,10 @@ class BridgeFirewall:
                 to_cip = _match(_payload(fam, "daddr"), "==", str(cip))
                 rule("ports", [nfproto, _match(_meta("oifname"), "==", bridge), to_cip, cport,
                                _match({"ct": {"key": "status"}}, "in", "dnat"), _ACCEPT])
-                # hairpin: a container of the bridge (itself included) reaching the mapped
-                # port through a host address gets the bridge address as its peer
-                rule("postrouting", [nfproto, _match(_meta("iifname"), "==", bridge),
+                # hairpin: the container reaching its own mapped port through a host
+                # address gets the bridge address as its peer. (No iifname match: with
+                # br_netfilter such a packet is bridged back and postrouting sees no iif.)
+                rule("postrouting", [nfproto, _match(_payload(fam, "saddr"), "==", str(cip)),
                                      _match(_meta("oifname"), "==", bridge), to_cip, cport,
                                      _match({"ct": {"key": "status"}}, "in", "dnat"), _MASQ])
         with self._lock:

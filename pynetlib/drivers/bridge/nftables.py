@@ -4,12 +4,14 @@ Only the JSON API is used: callers hand in ``{"nftables": [...]}`` command lists
 from Python data, never nft text made by string concatenation.
 
 Namespaces: libnftables opens its netlink socket when the context is made
-(``nft_ctx_new``) and keeps it, so a context is bound to the network namespace of the
-thread that created it. :class:`Nft` therefore records the namespace inode at creation
-and raises :class:`FirewallError` if it is used from a thread that sits in another
-namespace; make one :class:`Nft` per namespace (create it while inside, for example in
-a ``Netns.enter()`` block). ``tests/test_firewall.py::test_nft_context_is_bound_to_its_netns``
-checks this behaviour of the library.
+(``nft_ctx_new``) and keeps it for every later command (measured with 1.0.6: a context
+made in namespace A and used by a thread sitting in namespace B changes A). So an
+:class:`Nft` is bound to the network namespace of the thread that created it and can
+then be used from any thread without switching namespaces, like a netlink socket of the
+kernel layer. Make one per namespace: create it inside (``Nft.for_netns(ns)`` does
+that). Nothing pynetlib sends depends on the caller's namespace (it matches interfaces
+by name, ``iifname``/``oifname``, never by index).
+``tests/test_firewall.py::test_nft_context_is_bound_to_its_creation_netns`` checks it.
 
 A context is not thread-safe, so each :class:`Nft` serialises its calls with a lock.
 """
@@ -117,6 +119,25 @@ class Nft:
             self._ctx = None
             raise
 
+    @classmethod
+    def for_netns(cls, ns: Any) -> "Nft":
+        """A context bound to ``ns`` (a :class:`pynetlib.kernel.Netns`, a path or a name
+        under /run/netns), made by entering it with the calling thread only for the
+        creation."""
+        from pynetlib.kernel import Netns
+
+        if isinstance(ns, Netns):
+            with ns.enter():
+                return cls()
+        if not isinstance(ns, str):
+            raise BadRequestError(f"invalid namespace {ns!r}: a Netns, a path or a name")
+        opened = Netns.open(ns) if "/" in ns else Netns.named(ns)
+        try:
+            with opened.enter():
+                return cls()
+        finally:
+            opened.close()
+
     # -- lifetime ----------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
@@ -144,10 +165,6 @@ class Nft:
         with self._lock:
             if not self._ctx:
                 raise FirewallError("the nft context is closed")
-            if _netns_inode() != self.netns_inode:
-                raise FirewallError(
-                    "the nft context was made in another network namespace; "
-                    "make one Nft per namespace")
             rc = self._lib.nft_run_cmd_from_buffer(self._ctx, raw)
             out = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode(
                 "utf-8", "replace")
