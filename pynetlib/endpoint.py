@@ -211,17 +211,24 @@ class Endpoint:
         v6 = any(i.address_ipv6() is not None for i in ifaces)
         hp = hosts_path or sb.hosts_path or os.path.join(sb.files_dir, "hosts")
         rp = resolv_conf_path or sb.resolv_conf_path or os.path.join(sb.files_dir, "resolv.conf")
+        for user_path in (hosts_path, resolv_conf_path):
+            if user_path:
+                os.makedirs(os.path.dirname(user_path), exist_ok=True)
+        first = sb.hosts_path is None
         if j.jinfo.hosts_path:            # e.g. the host driver: /etc/hosts verbatim
             with open(j.jinfo.hosts_path) as f:
-                etchosts.path_lock(hp)
-                etchosts.write_atomic(hp, f.read())
-        elif sb.hosts_path is None:
-            etchosts.build(hp, str(v4.ip) if v4 else None, hostname, domainname, extra)
+                content = f.read()
+            with etchosts.path_lock(hp):
+                etchosts.write_atomic(hp, content)
+        elif first:
+            etchosts.build(hp, str(v4.ip) if v4 else None, hostname, domainname, extra,
+                           fresh=hosts_path is None)
         elif v4 is not None and hostname:
             etchosts.add(hp, [etchosts.Record(hostname, str(v4.ip))])
         src = j.jinfo.resolv_conf_path or resolvconf.HOST_RESOLV_CONF
         if sb.resolv_conf_path is None or dns or dns_search:
-            resolvconf.build(rp, dns=dns, dns_search=dns_search, ipv6=v6, host_path=src)
+            resolvconf.build(rp, dns=dns, dns_search=dns_search, ipv6=v6, host_path=src,
+                             fresh=sb.resolv_conf_path is None and resolv_conf_path is None)
         sb.hosts_path, sb.resolv_conf_path = hp, rp
 
     # -- leave ----------------------------------------------------------------------

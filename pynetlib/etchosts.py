@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -54,15 +53,29 @@ def check_ip(ip: object, what: str = "address") -> str:
         raise BadRequestError(f"invalid {what} {ip!r}") from None
 
 
-def write_atomic(path: str, data: str, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed over it."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+def write_atomic(path: str, data: str, mode: int = 0o644, *, fresh: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed over it.
+
+    Callers hold :func:`path_lock` for ``path``, so one temporary name per path is
+    enough; the directory must exist. ``fresh``: the file is new in a directory nobody
+    reads yet, so it is created in place (one system call less on the join path)."""
+    if fresh:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC |
+                     os.O_NOFOLLOW, mode)
+        try:
+            os.write(fd, data.encode())
+        finally:
+            os.close(fd)
+        return
+    tmp = path + ".pnl-tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 mode)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
+        try:
+            os.write(fd, data.encode())
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -88,8 +101,8 @@ def render(ip: str | None, hostname: str | None, domainname: str | None,
 
 
 def build(path: str, ip: str | None, hostname: str | None, domainname: str | None,
-          extra: list[Record] | tuple[Record, ...] = ()) -> None:
-    """Write a fresh hosts file."""
+          extra: list[Record] | tuple[Record, ...] = (), *, fresh: bool = False) -> None:
+    """Write a hosts file (``fresh``: a new file in a new directory)."""
     if hostname:
         check_hostname(hostname)
     if domainname:
@@ -101,7 +114,7 @@ def build(path: str, ip: str | None, hostname: str | None, domainname: str | Non
         for h in r.hosts.split():
             check_hostname(h, "extra host name")
     with path_lock(path):
-        write_atomic(path, render(ip, hostname, domainname, extra))
+        write_atomic(path, render(ip, hostname, domainname, extra), fresh=fresh)
 
 
 def update(path: str, ip: str, hostname: str) -> None:

@@ -98,6 +98,11 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The hash of what pynetlib last wrote at each path: a user's edit is detected by
+# comparing the file with it. A file pynetlib has no hash for is never overwritten.
+_written: dict[str, str] = {}
+
+
 def _check_dns(values, what):
     out = []
     for v in values:
@@ -109,9 +114,10 @@ def _check_dns(values, what):
 
 
 def build(path: str, *, dns=(), dns_search=(), dns_options=(), ipv6: bool = False,
-          host_path: str = HOST_RESOLV_CONF) -> bool:
+          host_path: str = HOST_RESOLV_CONF, fresh: bool = False) -> bool:
     """Write the container's resolv.conf at ``path``. Returns False (and writes nothing)
-    when the user edited the file since pynetlib last wrote it."""
+    when the file exists and is not exactly what pynetlib last wrote there (the user
+    edited it, or it is not pynetlib's). ``fresh``: a new file in a new directory."""
     dns = _check_dns(dns, "DNS server")
     search = [check_hostname(s, "DNS search domain") if s != "." else s for s in dns_search]
     for o in dns_options:
@@ -128,15 +134,20 @@ def build(path: str, *, dns=(), dns_search=(), dns_options=(), ipv6: bool = Fals
                       options(host_text))
     else:
         text = filter_dns(host_text, ipv6)[0]
-    hash_path = path + ".hash"
     with path_lock(path):
-        if os.path.exists(path) and os.path.exists(hash_path):
-            with open(path) as f:
-                current = f.read()
-            with open(hash_path) as f:
-                last = f.read().strip()
-            if _hash(current) != last:
-                return False            # the user's edit wins
-        write_atomic(path, text)
-        write_atomic(hash_path, _hash(text) + "\n", 0o600)
+        if not fresh:
+            try:
+                with open(path) as f:
+                    current = f.read()
+            except FileNotFoundError:
+                current = None
+            if current is not None and _written.get(path) != _hash(current):
+                return False            # the user's edit (or someone else's file) wins
+        write_atomic(path, text, fresh=fresh)
+        _written[path] = _hash(text)
     return True
+
+
+def forget(path: str) -> None:
+    """Drop the remembered hash of a removed file."""
+    _written.pop(path, None)

@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 
+from pynetlib import resolvconf
 from pynetlib.errors import BadRequestError, ForbiddenError
 from pynetlib.kernel import Netns, delete_netns
 
@@ -103,6 +104,8 @@ class Sandbox:
             except Exception as e:  # NoSuchNamespaceError: already gone is fine
                 if type(e).__name__ != "NoSuchNamespaceError":
                     raise
+        if self.resolv_conf_path:
+            resolvconf.forget(self.resolv_conf_path)
         shutil.rmtree(self.files_dir, ignore_errors=True)
 
 
@@ -110,6 +113,9 @@ def open_sandbox(container_id: str, *, netns_dir: str, files_root: str,
                  use_default: bool, netns_path: str | None) -> Sandbox:
     """Create (or open) the namespace for a new sandbox."""
     files_dir = os.path.join(files_root, container_id)
+    if os.path.lexists(files_dir):          # left by a crash: it is no one's now
+        shutil.rmtree(files_dir, ignore_errors=True)
+    os.makedirs(files_dir, mode=0o755)
     if use_default and netns_path:
         raise BadRequestError("use_default_sandbox and netns_path exclude each other")
     if use_default:

@@ -293,3 +293,52 @@ def test_concurrent_join_of_one_endpoint_only_one_wins(ctrl):
         t.join()
     assert len(results) == 1
     ep.leave(f"race{results[0]}")
+
+
+def test_users_edit_of_resolv_conf_is_kept(ctrl):
+    n1, n2 = ctrl.new_network("null", "r1"), ctrl.new_network("null", "r2")
+    e1, e2 = n1.create_endpoint("a"), n2.create_endpoint("b")
+    e1.join("redit", dns=["9.9.9.9"])
+    path = ctrl.sandbox_by_container("redit").resolv_conf_path
+    assert "nameserver 9.9.9.9" in open(path).read()
+    with open(path, "a") as f:
+        f.write("# mine\n")
+    e2.join("redit", dns=["1.0.0.1"])         # would rewrite it, but the user edited it
+    assert open(path).read().endswith("# mine\n")
+    e2.leave("redit")
+    e1.leave("redit")
+
+
+def test_resolv_conf_filters_loopback_and_falls_back(tmp_path):
+    from pynetlib import resolvconf
+
+    host = tmp_path / "host.conf"
+    host.write_text("nameserver 127.0.0.53\nnameserver ::1\nsearch lan\n")
+    out = tmp_path / "r"
+    assert resolvconf.build(str(out), host_path=str(host))
+    text = out.read_text()
+    assert "127.0.0.53" not in text and "::1" not in text
+    assert "nameserver 8.8.8.8" in text and "nameserver 8.8.4.4" in text
+    assert "2001:4860:4860::8888" not in text
+    out6 = tmp_path / "r6"
+    host.write_text("nameserver 2001:db8::53\nnameserver 10.0.0.53\n")
+    resolvconf.build(str(out6), host_path=str(host), ipv6=False)
+    assert "2001:db8::53" not in out6.read_text() and "10.0.0.53" in out6.read_text()
+
+
+def test_hosts_file_layout(tmp_path):
+    from pynetlib import etchosts
+
+    p = tmp_path / "hosts"
+    etchosts.build(str(p), "10.0.0.5", "web", "example.org",
+                   [etchosts.Record("db", "10.0.0.9")])
+    lines = p.read_text().splitlines()
+    assert lines[0] == "10.0.0.5\tweb.example.org web"
+    assert lines[1:7] == ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                          "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
+                          "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+    assert lines[7] == "10.0.0.9\tdb"
+    etchosts.update(str(p), "10.0.0.6", "web")
+    assert p.read_text().splitlines()[0] == "10.0.0.6\tweb.example.org web"
+    with pytest.raises(E.BadRequestError):
+        etchosts.build(str(p), "10.0.0.5", "bad host", None)

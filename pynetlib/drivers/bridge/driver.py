@@ -82,6 +82,7 @@ class _Network:
     reserved6: list = field(default_factory=list)
     firewall: bool = False
     endpoints: dict[str, _Endpoint] = field(default_factory=dict)
+    macs: dict[str, str] = field(default_factory=dict)      # MAC -> endpoint id
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -317,6 +318,7 @@ class BridgeDriver(Driver):
                         log.exception("rollback of endpoint %s", eid)
                 raise
             net.endpoints[eid] = ep
+            net.macs[ep.mac.lower()] = eid
 
     def _reserve_addresses(self, net: _Network, eid: str, ep_info, mac, undo) -> _Endpoint:
         ipam = self._ipam
@@ -376,10 +378,10 @@ class BridgeDriver(Driver):
 
     def _check_mac(self, net: _Network, mac: str) -> None:
         validate.mac(mac)
-        for other in net.endpoints.values():
-            if other.mac == mac.lower():
-                raise ForbiddenError(f"MAC address {mac} is in use by endpoint {other.eid} "
-                                     "in this network")
+        other = net.macs.get(mac.lower())
+        if other is not None:
+            raise ForbiddenError(f"MAC address {mac} is in use by endpoint {other} "
+                                 "in this network")
 
     def _reserve_ports(self, net: _Network, ep: _Endpoint, bindings, undo) -> list[PortBinding]:
         if not bindings:
@@ -414,6 +416,7 @@ class BridgeDriver(Driver):
                     except Exception as e:
                         errors.append(e)
             del net.endpoints[eid]
+            net.macs.pop(ep.mac.lower(), None)
         if errors:
             raise errors[0]
 

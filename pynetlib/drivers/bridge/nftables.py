@@ -158,14 +158,21 @@ class Nft:
             pass
 
     # -- running -----------------------------------------------------------------------
-    def _run(self, text: str, what: str, commands: Any = None) -> str:
+    def _run(self, text: str, what: str, commands: Any = None, echo: bool = False) -> str:
         raw = text.encode()
         if b"\0" in raw:
             raise BadRequestError("an nft command cannot contain NUL")
         with self._lock:
             if not self._ctx:
                 raise FirewallError("the nft context is closed")
-            rc = self._lib.nft_run_cmd_from_buffer(self._ctx, raw)
+            flags = NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_HANDLE
+            if echo:
+                self._lib.nft_ctx_output_set_flags(self._ctx, flags | NFT_CTX_OUTPUT_ECHO)
+            try:
+                rc = self._lib.nft_run_cmd_from_buffer(self._ctx, raw)
+            finally:
+                if echo:
+                    self._lib.nft_ctx_output_set_flags(self._ctx, flags)
             out = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode(
                 "utf-8", "replace")
             err = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(
@@ -174,18 +181,19 @@ class Nft:
             raise FirewallError(f"nft {what} failed", err or f"return code {rc}", commands)
         return out
 
-    def run_json(self, commands: list[dict]) -> dict:
+    def run_json(self, commands: list[dict], echo: bool = False) -> dict:
         """Run ``commands`` as one ``{"nftables": [...]}`` batch: one kernel transaction.
 
         Either every command takes effect or none does. Returns nft's JSON output
-        (empty dict when it printed nothing, as for add/delete commands).
+        (empty dict when it printed nothing, as for add/delete commands). With
+        ``echo`` the output repeats the add/insert commands with the kernel's handles.
         """
         if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
             raise BadRequestError("nft commands must be a list of dicts")
         if not commands:
             return {}
         text = json.dumps({"nftables": commands}, separators=(",", ":"))
-        out = self._run(text, "batch", commands)
+        out = self._run(text, "batch", commands, echo)
         return json.loads(out) if out.strip() else {}
 
     def list_table(self, family: str, name: str) -> dict:

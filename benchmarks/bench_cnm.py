@@ -1,0 +1,142 @@
+"""The public API's container attach: ``create_endpoint`` + ``join`` of a new container.
+
+Compared, in the same run and with 200 live containers on the network, with a plain C
+loop over pynetlib's C library doing netns create + attach (csrc/tools/pnl_attach_loop.c)
+and with pyroute2 doing the same kernel steps in-process (netns create, veth with the
+peer in the netns, bridge, up, address, default route).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+import pynetlib
+from pynetlib import netlabel
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import record, record_benchmark, rounds  # noqa: E402
+
+LIVE = int(os.environ.get("PNL_BENCH_LIVE", "200"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BRIDGE = "pnlcnm0"
+_seq = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    if not os.environ.get("PYNETLIB_TEST_SANDBOX"):
+        pytest.skip("kernel benchmarks need root (the run isolates itself with unshare)")
+    ctrl = pynetlib.Controller(str(tmp_path_factory.mktemp("state")), host_routes=lambda: [])
+    net = ctrl.new_network("bridge", "bench", {netlabel.GENERIC_DATA: {
+        "BridgeName": BRIDGE, "AddressIPv4": "10.89.0.1/16"}})
+    live = []
+    for i in range(LIVE):
+        ep = net.create_endpoint(f"live{i}")
+        ep.join(f"live{i}")
+        live.append(ep)
+    yield ctrl, net
+    for ep in net.endpoints():
+        if ep.joined_container:
+            ep.leave(ep.joined_container)
+        ep.delete()
+    net.delete()
+    ctrl.close()
+
+
+@pytest.fixture(scope="module")
+def c_loop(tmp_path_factory):
+    build = tmp_path_factory.mktemp("cbuild")
+    subprocess.run(["cmake", "-S", ROOT, "-B", str(build), "-DPNL_PYTHON=OFF",
+                    "-DPNL_BUILD_TOOLS=ON", "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "pnl_attach_loop"],
+                   check=True, capture_output=True)
+    return str(build / "pnl_attach_loop")
+
+
+@pytest.mark.benchmark(group="container attach (create_endpoint+join)")
+def bench_cnm_attach_pynetlib(benchmark, network):
+    ctrl, net = network
+    made = []
+
+    def setup():
+        i = next(_seq)
+        return (f"b{i}",), {}
+
+    def attach(name):
+        ep = net.create_endpoint(name)
+        ep.join(name)
+        made.append((ep, name))
+
+    benchmark.pedantic(attach, setup=setup, rounds=rounds(100), warmup_rounds=1)
+    for ep, name in made:
+        ep.leave(name)
+        ep.delete()
+    record_benchmark(benchmark, "container attach", "pynetlib")
+    assert ctrl.audit() == []
+
+
+@pytest.mark.benchmark(group="container attach (create_endpoint+join)")
+def bench_cnm_attach_pyroute2(benchmark, network):
+    from pyroute2 import IPRoute, netns
+
+    ipr = IPRoute()
+    br = ipr.link_lookup(ifname=BRIDGE)[0]
+    made = []
+
+    def setup():
+        i = next(_seq)
+        return (f"q{i}", f"10.89.{200 + (i // 250) % 50}.{2 + i % 250}"), {}
+
+    def attach(name, addr):
+        netns.create(name)
+        path = f"/run/netns/{name}"
+        ipr.link("add", ifname=f"q{name}", kind="veth",
+                 peer={"ifname": "eth0", "net_ns_fd": path}, master=br, state="up")
+        c = IPRoute(netns=path)
+        idx = c.link_lookup(ifname="eth0")[0]
+        c.link("set", index=1, state="up")
+        c.link("set", index=idx, state="up")
+        c.addr("add", index=idx, address=addr, prefixlen=16)
+        c.route("add", gateway="10.89.0.1")
+        c.close()
+        made.append(name)
+
+    try:
+        benchmark.pedantic(attach, setup=setup, rounds=rounds(40), warmup_rounds=1)
+    finally:
+        for name in made:
+            netns.remove(name)
+        ipr.close()
+    record_benchmark(benchmark, "container attach", "pyroute2")
+
+
+@pytest.mark.benchmark(group="container attach (create_endpoint+join)")
+def bench_cnm_attach_c_loop(benchmark, network, c_loop):
+    """netns create + attach per container, timed by the C loop's own clock."""
+    count = rounds(100)
+    out = []
+
+    def run():
+        p = subprocess.run([c_loop, "/run/netns", BRIDGE, str(count), "cc"], check=True,
+                           capture_output=True, text=True)
+        out.append(p.stdout)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    ns_t, at_t = [], []
+    for line in out[-1].splitlines():
+        step, ns = line.split()
+        if step == "netns":
+            ns_t.append(int(ns))
+        elif step == "attach":
+            at_t.append(int(ns))
+    assert len(ns_t) == len(at_t) == count
+    med = statistics.median(a + b for a, b in zip(ns_t, at_t)) / 1e9
+    benchmark.extra_info["netns_plus_attach_median_s"] = med
+    record("container attach", "c-loop", med)
