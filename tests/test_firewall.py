@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -350,12 +349,12 @@ def test_rejected_input_and_failed_batches_leave_tables_unchanged(host, fw, monk
     # a batch the kernel refuses after pynetlib built it: nothing of it is installed
     real = fw.nft.run_json
 
-    def broken(cmds):
+    def broken(cmds, **kw):
         if all("list" in c for c in cmds):
-            return real(cmds)
+            return real(cmds, **kw)
         return real(cmds + [{"add": {"rule": {"family": "inet", "table": "pynetlib",
                                               "chain": "no_such_chain",
-                                              "expr": [{"accept": None}]}}}])
+                                              "expr": [{"accept": None}]}}}], **kw)
 
     monkeypatch.setattr(fw.nft, "run_json", broken)
     with pytest.raises(FirewallError):
@@ -469,3 +468,22 @@ def test_batch_cost(host, fw):
     per_port = (time.perf_counter() - t) / 20
     print(f"\nnft batch {per_batch * 1e6:.0f} us, add_port {per_port * 1e6:.0f} us")
     assert per_batch < 0.02 and per_port < 0.02
+
+
+def test_changes_behind_its_back_are_recovered(host, fw):
+    """The in-memory view is refreshed when a batch built from it fails."""
+    fw.add_network(NA, "bra", "10.77.1.0/24")
+    fw.add_port_mappings(NA, E1, "bra", "10.77.1.2", None, [PortBinding("tcp", 80, 8080)])
+    ep = [r for r in rules(nft_json(host, "inet", "pynetlib")) if "e=" in r.get("comment", "")]
+    victim = ep[0]
+    sh(host, "nft", "delete", "rule", "inet", "pynetlib", victim["chain"], "handle",
+       str(victim["handle"]))
+    fw.remove_port_mappings(NA, E1)                   # stale handle: relisted and retried
+    assert not [r for r in rules(nft_json(host, "inet", "pynetlib"))
+                if "e=" in r.get("comment", "")]
+    sh(host, "nft", "delete", "table", "bridge", "pynetlib")
+    with pytest.raises(FirewallError, match="add_network first"):
+        fw.add_port(NA, "vc1")
+    fw.add_network(NA, "bra", "10.77.1.0/24", icc=False)   # recreates what is missing
+    fw.add_port(NA, "vc1")
+    assert [o["elem"] for o in fw.owned_rules() if o.get("set") == f"ports_{NA}"] == ["vc1"]

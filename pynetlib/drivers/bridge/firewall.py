@@ -206,6 +206,56 @@ class _State:
                 elif "rule" in item:
                     self.rules.append(item["rule"])
 
+    def apply(self, cmds: list[dict], echoed: list[dict]) -> None:
+        """Bring this listing up to date after ``cmds`` succeeded (``echoed``: nft's echo
+        of the add/insert commands, which carries the new handles)."""
+        echo = iter(echoed)
+        for cmd in cmds:
+            verb, body = next(iter(cmd.items()))
+            kind, obj = next(iter(body.items()))
+            if verb in ("add", "insert", "create") and kind == "rule":
+                rule = dict(obj)
+                for e in echo:
+                    ev, eb = next(iter(e.items()))
+                    if ev == verb and "rule" in eb:
+                        rule["handle"] = eb["rule"]["handle"]
+                        break
+                if "handle" not in rule:
+                    raise FirewallError("nft did not echo the handle of a new rule")
+                if verb == "insert":
+                    self.rules.insert(0, rule)
+                else:
+                    self.rules.append(rule)
+            elif verb == "delete" and kind == "rule":
+                self.rules = [r for r in self.rules if not (
+                    r["family"] == obj["family"] and r["chain"] == obj["chain"]
+                    and r["handle"] == obj["handle"])]
+            elif verb == "add" and kind == "table":
+                self.tables.add(obj["family"])
+            elif verb == "delete" and kind == "table":
+                fam = obj["family"]
+                self.tables.discard(fam)
+                self.chains = {k: v for k, v in self.chains.items() if k[0] != fam}
+                self.sets = {k: v for k, v in self.sets.items() if k[0] != fam}
+                self.rules = [r for r in self.rules if r["family"] != fam]
+            elif verb == "add" and kind == "chain":
+                self.chains.setdefault((obj["family"], obj["name"]), dict(obj))
+            elif verb == "add" and kind == "set":
+                self.sets.setdefault((obj["family"], obj["name"]), dict(obj, elem=[]))
+            elif verb == "delete" and kind == "set":
+                self.sets.pop((obj["family"], obj["name"]), None)
+            elif kind == "element":
+                s = self.sets.get((obj["family"], obj["name"]))
+                if s is None:
+                    continue
+                elems = s.setdefault("elem", [])
+                for new in obj["elem"]:
+                    val = new["elem"]["val"] if isinstance(new, dict) else new
+                    elems[:] = [e for e in elems if
+                                (e["elem"]["val"] if isinstance(e, dict) else e) != val]
+                    if verb == "add":
+                        elems.append(new)
+
     def chain_rules(self, family: str, chain: str) -> list[dict]:
         return [r for r in self.rules if r["family"] == family and r["chain"] == chain]
 
@@ -238,15 +288,52 @@ class BridgeFirewall:
     def __init__(self, nft: Nft | None = None) -> None:
         self.nft = nft or Nft()
         self._lock = threading.RLock()
+        self._cache: _State | None = None
 
-    # -- reading ---------------------------------------------------------------------
-    def _state(self) -> _State:
-        return _State(self.nft.list_table_or_none("inet", TABLE),
-                      self.nft.list_table_or_none("bridge", TABLE))
+    # -- reading and writing -----------------------------------------------------------
+    # The tables are listed once and then kept up to date in memory from the echo of
+    # each batch (a listing costs ~70 ms at 1,500 rules). If a batch built from the
+    # cached view fails, the tables are listed again and the batch rebuilt once.
+    def _state(self, fresh: bool = False) -> _State:
+        if fresh or self._cache is None:
+            self._cache = _State(self.nft.list_table_or_none("inet", TABLE),
+                                 self.nft.list_table_or_none("bridge", TABLE))
+        return self._cache
 
-    def _commit(self, cmds: list[dict]) -> None:
-        if cmds:
-            self.nft.run_json(cmds)
+    def _transact(self, build) -> None:
+        """Build a batch from the current view with ``build(state)`` and run it.
+
+        A :class:`FirewallError` from building or running it with a cached view is
+        retried once with a fresh listing.
+        """
+        with self._lock:
+            was_cached = self._cache is not None
+            for attempt in (0, 1):
+                st = self._state(fresh=attempt == 1)
+                try:
+                    cmds = build(st)
+                    if not cmds:
+                        return
+                    # the echo (new handles) makes nft fill its cache: only when needed
+                    echo = any(("add" in c or "insert" in c) and "rule" in next(iter(c.values()))
+                               for c in cmds)
+                    out = self.nft.run_json(cmds, echo=echo) if echo else \
+                        self.nft.run_json(cmds)
+                except FirewallError:
+                    self._cache = None
+                    if attempt == 0 and was_cached:
+                        continue
+                    raise
+                try:
+                    st.apply(cmds, (out or {}).get("nftables", []))
+                except Exception:
+                    self._cache = None
+                return
+
+    def refresh(self) -> None:
+        """Forget the in-memory view: the next call lists the tables again."""
+        with self._lock:
+            self._cache = None
 
     # -- base structure --------------------------------------------------------------
     def _base_rules(self) -> list[tuple[str, list[dict]]]:
@@ -294,9 +381,13 @@ class BridgeFirewall:
         return cmds
 
     def ensure(self) -> None:
-        """Create both tables, their chains, sets and base rules where absent."""
+        """Create both tables, their chains, sets and base rules where absent.
+
+        Reads the kernel afresh (it also repairs base rules deleted behind its back).
+        """
         with self._lock:
-            self._commit(self._ensure_cmds(self._state()))
+            self._cache = None
+            self._transact(self._ensure_cmds)
 
     # -- networks --------------------------------------------------------------------
     def add_network(self, nid: str, bridge: str, subnet4=None, subnet6=None, *,
@@ -315,8 +406,7 @@ class BridgeFirewall:
             if not isinstance(flag, bool):
                 raise BadRequestError(f"invalid {name} {flag!r}: a bool")
         tag = _net_tag(nid)
-        with self._lock:
-            st = self._state()
+        def build(st: _State) -> list[dict]:
             cmds = self._ensure_cmds(st)
             cmds += [_delete_rule(r) for r in st.tagged(lambda c: c == tag)]
             # the bridge set: drop this network's old element if the bridge name changed
@@ -359,7 +449,9 @@ class BridgeFirewall:
             if not icc:
                 rule("bridge", "forward", [_match(iif, "==", "@" + pset),
                                            _match(oif, "==", "@" + pset), _DROP])
-            self._commit(cmds)
+            return cmds
+
+        self._transact(build)
 
     def remove_network(self, nid: str) -> None:
         """Remove every rule, set and element of network ``nid`` (port mappings too).
@@ -369,8 +461,7 @@ class BridgeFirewall:
         _check_id(nid, "network")
         tag = _net_tag(nid)
         ep_prefix = f"{TAG} n={nid[:_NID_IN_EP_TAG]} e="
-        with self._lock:
-            st = self._state()
+        def build(st: _State) -> list[dict]:
             cmds = [_delete_rule(r) for r in
                     st.tagged(lambda c: c == tag or c.startswith(ep_prefix))]
             for val, etag in st.set_elements("inet", "bridges"):
@@ -379,7 +470,9 @@ class BridgeFirewall:
             if ("bridge", _ports_set(nid)) in st.sets:
                 cmds.append({"delete": {"set": {"family": "bridge", "table": TABLE,
                                                 "name": _ports_set(nid)}}})
-            self._commit(cmds)
+            return cmds
+
+        self._transact(build)
 
     @staticmethod
     def _elem(verb: str, family: str, set_name: str, value: Any, tag: str | None) -> dict:
@@ -392,26 +485,29 @@ class BridgeFirewall:
         """Add a bridge port (veth host end) to network ``nid``'s port set."""
         _check_id(nid, "network")
         _check_ifname(ifname)
-        with self._lock:
-            try:
-                self._commit([self._elem("add", "bridge", _ports_set(nid), ifname,
-                                         _net_tag(nid))])
-            except FirewallError as e:
-                if "No such file or directory" in e.nft_msg:
-                    raise FirewallError(f"network {nid} has no firewall state "
-                                        "(add_network first)", e.nft_msg) from None
-                raise
+        pset = _ports_set(nid)
+
+        def build(st: _State) -> list[dict]:
+            if ("bridge", pset) not in st.sets:
+                raise FirewallError(f"network {nid} has no firewall state (add_network first)")
+            if any(v == ifname for v, _ in st.set_elements("bridge", pset)):
+                return []
+            return [self._elem("add", "bridge", pset, ifname, _net_tag(nid))]
+
+        self._transact(build)
 
     def remove_port(self, nid: str, ifname: str) -> None:
         """Remove a bridge port from the set; a port or network not there is a no-op."""
         _check_id(nid, "network")
         _check_ifname(ifname)
-        with self._lock:
-            try:
-                self._commit([self._elem("delete", "bridge", _ports_set(nid), ifname, None)])
-            except FirewallError as e:
-                if "No such file or directory" not in e.nft_msg:
-                    raise
+        pset = _ports_set(nid)
+
+        def build(st: _State) -> list[dict]:
+            if not any(v == ifname for v, _ in st.set_elements("bridge", pset)):
+                return []
+            return [self._elem("delete", "bridge", pset, ifname, None)]
+
+        self._transact(build)
 
     # -- port mappings ---------------------------------------------------------------
     def add_port_mappings(self, nid: str, eid: str, bridge: str, ip4=None, ip6=None,
@@ -471,20 +567,19 @@ class BridgeFirewall:
                 rule("postrouting", [nfproto, _match(_payload(fam, "saddr"), "==", str(cip)),
                                      _match(_meta("oifname"), "==", bridge), to_cip, cport,
                                      _match({"ct": {"key": "status"}}, "in", "dnat"), _MASQ])
-        with self._lock:
-            st = self._state()
+        def build(st: _State) -> list[dict]:
             pre = self._ensure_cmds(st)
             old = [_delete_rule(r) for r in st.tagged(lambda c: c == tag)]
-            self._commit(pre + old + cmds)
+            return pre + old + cmds
+
+        self._transact(build)
 
     def remove_port_mappings(self, nid: str, eid: str) -> None:
         """Remove every rule of endpoint ``eid``'s mappings; none is a no-op."""
         _check_id(nid, "network")
         _check_id(eid, "endpoint")
         tag = _ep_tag(nid, eid)
-        with self._lock:
-            st = self._state()
-            self._commit([_delete_rule(r) for r in st.tagged(lambda c: c == tag)])
+        self._transact(lambda st: [_delete_rule(r) for r in st.tagged(lambda c: c == tag)])
 
     # -- audit and teardown ----------------------------------------------------------
     def owned_rules(self) -> list[dict]:
@@ -492,10 +587,11 @@ class BridgeFirewall:
 
         Each dict has ``kind`` ("rule"/"element"), ``family``, ``table``, ``chain`` or
         ``set``, ``handle``, ``tag``, ``expr`` or ``elem`` and, for pynetlib tags, the
-        parsed ``tag_kind`` and ``network``/``endpoint``/``name``.
+        parsed ``tag_kind`` and ``network``/``endpoint``/``name``. Always read from
+        the kernel, not from the in-memory view.
         """
         with self._lock:
-            st = self._state()
+            st = self._state(fresh=True)
         out = [OwnedObject("rule", r["family"], r["table"], r["chain"], r["handle"],
                            r.get("comment", ""), r.get("expr", [])).as_dict()
                for r in st.rules]
@@ -507,6 +603,7 @@ class BridgeFirewall:
     def destroy(self) -> None:
         """Delete both pynetlib tables (whatever they hold); absent tables are fine."""
         with self._lock:
-            st = self._state()
-            self._commit([{"delete": {"table": {"family": fam, "name": TABLE}}}
-                          for fam in ("inet", "bridge") if fam in st.tables])
+            self._cache = None
+            self._transact(lambda st: [{"delete": {"table": {"family": fam, "name": TABLE}}}
+                                       for fam in ("inet", "bridge") if fam in st.tables])
+            self._cache = None
