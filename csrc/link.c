@@ -255,6 +255,28 @@ int pnl_link_delete_many(struct pnl_sock *sock, const int *ifindexes, int n, str
 	return rc;
 }
 
+int pnl_link_set_bridge_port(struct pnl_sock *sock, int ifindex, int hairpin, int isolated,
+			     struct pnl_err *err)
+{
+	unsigned char buf[128];
+	struct pnl_req r;
+	struct ifinfomsg ifi = { .ifi_family = AF_BRIDGE, .ifi_index = ifindex };
+	size_t nest;
+
+	pnl_err_clear(err);
+	if (ifindex <= 0)
+		return pnl_err_set(err, -1, -EINVAL, "no device named");
+	pnl_req_init(&r, buf, sizeof(buf));
+	pnl_req_msg(&r, RTM_SETLINK, NLM_F_ACK, &ifi, sizeof(ifi));
+	nest = pnl_req_nest_start(&r, IFLA_PROTINFO);
+	if (hairpin >= 0)
+		pnl_req_put_u8(&r, IFLA_BRPORT_MODE, hairpin ? 1 : 0);
+	if (isolated >= 0)
+		pnl_req_put_u8(&r, IFLA_BRPORT_ISOLATED, isolated ? 1 : 0);
+	pnl_req_nest_end(&r, nest);
+	return pnl_sock_exec(sock, &r, NULL, NULL, err);
+}
+
 /* ---- lookups ------------------------------------------------------------------------ */
 
 static int parse_link(const struct nlmsghdr *nh, struct pnl_link_info *out)

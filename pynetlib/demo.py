@@ -1,5 +1,5 @@
-"""The main job: build a small container network with the kernel layer, prove it works,
-time it, and remove everything.
+"""The main job: build a small container network through pynetlib's public API, prove it
+works with real traffic, time it, and remove everything.
 
 It runs in network and mount namespaces of its own (re-executing itself under
 ``unshare`` when needed), so it never touches the machine's own network.
@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from pynetlib.kernel import NetlinkSocket, Netns, attach_veth, delete_netns
+from pynetlib.kernel import NetlinkSocket, Netns
 
 _ENV = "PYNETLIB_DEMO_ISOLATED"
 BRIDGE = "pnldemo0"
@@ -67,55 +67,65 @@ def _tcp_roundtrip(server_ns: Netns, client_ns: Netns, server_ip: str) -> bytes:
 
 def run(containers: int = 20) -> int:
     _isolate()
-    print(f"pynetlib demo: {containers} containers on bridge {BRIDGE} ({SUBNET}), "
+    import tempfile
+
+    import pynetlib
+    from pynetlib import netlabel
+
+    print(f"pynetlib demo: {containers} containers on a bridge network ({SUBNET}), "
           f"inside a private network namespace")
-    hosts = list(SUBNET.hosts())
-    gateway = hosts[0]
-    host = NetlinkSocket()
-    made: list[tuple[str, Netns]] = []
-    t_ns, t_attach, t_detach = [], [], []
+    gateway = next(SUBNET.hosts())
+    state = tempfile.mkdtemp(prefix="pynetlib-demo-")
+    ctrl = pynetlib.Controller(state)
+    t_attach, t_detach = [], []
+    joined: list[tuple[object, str]] = []
+    ok = 0
     try:
-        host.bridge_create(BRIDGE, up=True)
-        host.addr_add(BRIDGE, f"{gateway}/{SUBNET.prefixlen}")
+        net = ctrl.new_network("bridge", "demo", {netlabel.GENERIC_DATA: {
+            "BridgeName": BRIDGE, "AddressIPv4": f"{gateway}/{SUBNET.prefixlen}"}})
         for i in range(containers):
             t0 = time.perf_counter()
-            ns = Netns.create(f"demo{i}")
-            t1 = time.perf_counter()
-            attach_veth(host, ns, f"pnlh{i}", "eth0", bridge=BRIDGE,
-                        address=f"{hosts[i + 1]}/{SUBNET.prefixlen}", gateway=str(gateway),
-                        mac=f"02:42:0a:4d:{(i + 1) >> 8:02x}:{(i + 1) & 0xff:02x}")
-            t2 = time.perf_counter()
-            made.append((f"pnlh{i}", ns))
-            t_ns.append(t1 - t0)
-            t_attach.append(t2 - t1)
+            ep = net.create_endpoint(f"ep{i}")
+            ep.join(f"demo{i}", hostname=f"demo{i}")
+            t_attach.append(time.perf_counter() - t0)
+            joined.append((ep, f"demo{i}"))
 
         # Prove the network: container 0 talks TCP to every other container.
-        ok = 0
-        for i in range(1, containers):
-            reply = _tcp_roundtrip(made[i][1], made[0][1], str(hosts[i + 1]))
-            ok += reply == b"pong:ping"
+        first = Netns.open(joined[0][0].info().sandbox_key)
+        for ep, _cid in joined[1:]:
+            ip = str(ep.info().interfaces[0].address.ip)
+            other = Netns.open(ep.info().sandbox_key)
+            try:
+                ok += _tcp_roundtrip(other, first, ip) == b"pong:ping"
+            finally:
+                other.close()
+        first.close()
         print(f"TCP round trips from demo0 to the others: {ok}/{containers - 1} answered")
+        problems = ctrl.audit()
+        print(f"audit while running: {problems or 'consistent'}")
 
-        for hname, _ns in made:
+        for ep, cid in joined:
             t0 = time.perf_counter()
-            host.link_delete(hname)
+            ep.leave(cid)
+            ep.delete()
             t_detach.append(time.perf_counter() - t0)
+        joined.clear()
+        net.delete()
     finally:
-        for _hname, ns in made:
-            name = ns.name
-            ns.close()
-            delete_netns(name)
-        if host.link_exists(BRIDGE):
-            host.link_delete(BRIDGE)
-        left = [l.name for l in host.links() if l.name != "lo"]
-        host.close()
+        for ep, cid in joined:
+            ep.leave(cid)
+            ep.delete()
+        ctrl.close()
+        shutil.rmtree(state, ignore_errors=True)
+    host = NetlinkSocket()
+    left = [l.name for l in host.links() if l.name != "lo"]
+    host.close()
 
     def ms(xs):
         return f"median {statistics.median(xs) * 1e3:.3f} ms, max {max(xs) * 1e3:.3f} ms"
 
-    print(f"netns create: {ms(t_ns)}")
-    print(f"attach (veth into the netns, address, route): {ms(t_attach)}")
-    print(f"detach (delete the veth; the kernel's RCU wait): {ms(t_detach)}")
+    print(f"create_endpoint + join (new sandbox, veth, address, route, files): {ms(t_attach)}")
+    print(f"leave + delete (the kernel's RCU wait per deleted veth included): {ms(t_detach)}")
     print(f"left behind: devices {left or 'none'}, namespaces "
           f"{sorted(os.listdir('/run/netns')) or 'none'}")
-    return 0 if ok == containers - 1 and not left else 1
+    return 0 if ok == containers - 1 and not left and not problems else 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -283,4 +284,114 @@ def test_audit_is_empty_when_consistent(ctrl):
     subprocess.run(["ip", "link", "del", f"pnl{ep.id[:12]}"], check=True)
     assert any("veth is missing" in p for p in ctrl.audit())
     ep.leave("audit1")                       # idempotent teardown: already gone is fine
+    assert ctrl.audit() == []
+
+
+# -- firewall through the API: ICC, isolation, masquerade, port mappings -----------------
+
+def _outside(make_netns, host_addr="192.0.2.1/24", out_addr="192.0.2.2/24"):
+    """An 'outside' namespace wired to the test run's namespace (the container host)."""
+    out = make_netns("out")
+    subprocess.run(["ip", "link", "add", "pnlt-up", "type", "veth", "peer", "name", "pnlt-ou",
+                    "netns", out], check=True)
+    subprocess.run(["ip", "addr", "add", host_addr, "dev", "pnlt-up"], check=True)
+    subprocess.run(["ip", "link", "set", "pnlt-up", "up"], check=True)
+    subprocess.run(["ip", "-n", out, "addr", "add", out_addr, "dev", "pnlt-ou"], check=True)
+    subprocess.run(["ip", "-n", out, "link", "set", "pnlt-ou", "up"], check=True)
+    return out
+
+
+@pytest.fixture
+def forwarding():
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        old = f.read()
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("1\n")
+    yield
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write(old)
+    subprocess.run(["ip", "link", "del", "pnlt-up"], capture_output=True)
+
+
+def test_icc_off_blocks_containers_but_not_the_gateway(ctrl):
+    net = ctrl.new_network("bridge", "noicc", bridge_opts(AddressIPv4="10.100.0.1/16",
+                                                          EnableICC=False))
+    e1, e2 = net.create_endpoint("a"), net.create_endpoint("b")
+    n1, n2 = nsname(e1.join("icc1").sandbox_key), nsname(e2.join("icc2").sandbox_key)
+    assert not ping(n1, "10.100.0.3") and not ping(n2, "10.100.0.2")
+    assert ping(n1, "10.100.0.1") and ping(n2, "10.100.0.1")
+    e1.leave("icc1")
+    e2.leave("icc2")
+
+
+def test_icc_on_and_isolation_between_networks(ctrl):
+    a = ctrl.new_network("bridge", "isoa", bridge_opts(AddressIPv4="10.101.0.1/16"))
+    b = ctrl.new_network("bridge", "isob", bridge_opts(AddressIPv4="10.102.0.1/16"))
+    a1, a2, b1 = a.create_endpoint("a1"), a.create_endpoint("a2"), b.create_endpoint("b1")
+    na1 = nsname(a1.join("iso-a1").sandbox_key)
+    a2.join("iso-a2")
+    nb1 = nsname(b1.join("iso-b1").sandbox_key)
+    assert ping(na1, "10.101.0.3")                       # same network: allowed
+    assert not ping(na1, "10.102.0.2")                   # other network: isolated
+    assert not ping(nb1, "10.101.0.2")
+    assert ping(nb1, "10.102.0.1")
+    for ep, c in ((a1, "iso-a1"), (a2, "iso-a2"), (b1, "iso-b1")):
+        ep.leave(c)
+
+
+def test_masquerade_rewrites_the_source(ctrl, make_netns, forwarding):
+    out = _outside(make_netns)
+    net = ctrl.new_network("bridge", "masq", bridge_opts(AddressIPv4="10.103.0.1/16"))
+    ep = net.create_endpoint("m")
+    n = nsname(ep.join("masq1").sandbox_key)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", out, sys.executable, "-c",
+         "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+         "s.bind(('192.0.2.2',9999));s.settimeout(5);d,a=s.recvfrom(64);print(a[0],flush=True)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        import time
+        time.sleep(0.3)
+        subprocess.run(["ip", "netns", "exec", n, sys.executable, "-c",
+                        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+                        "s.sendto(b'x',('192.0.2.2',9999))"], check=True)
+        seen = server.communicate(timeout=6)[0].strip()
+    finally:
+        server.kill()
+    assert seen == "192.0.2.1"                # the host's address, not 10.103.0.2
+    ep.leave("masq1")
+
+
+def test_port_mapping_reaches_the_container(ctrl, make_netns, forwarding):
+    out = _outside(make_netns)
+    net = ctrl.new_network("bridge", "pm", bridge_opts(AddressIPv4="10.104.0.1/16"))
+    ep = net.create_endpoint("web", options={netlabel.PORT_MAP: [
+        pynetlib.PortBinding("tcp", 80, host_port=8080), pynetlib.PortBinding("tcp", 81)]})
+    bound = ep.driver_info()[netlabel.PORT_MAP]
+    assert bound[0].host_port == 8080 and bound[0].ip == ipaddress.ip_address("10.104.0.2")
+    assert 1024 < bound[1].host_port <= 65535
+    n = nsname(ep.join("pm1").sandbox_key)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", n, sys.executable, "-c",
+         "import socket;s=socket.create_server(('0.0.0.0',80));s.settimeout(8);"
+         "c,a=s.accept();c.sendall(b'hello from '+a[0].encode());c.close()"])
+    try:
+        import time
+        time.sleep(0.3)
+        got = subprocess.run(
+            ["ip", "netns", "exec", out, sys.executable, "-c",
+             "import socket;c=socket.create_connection(('192.0.2.1',8080),timeout=5);"
+             "print(c.recv(100).decode())"], capture_output=True, text=True, check=True)
+        assert got.stdout.startswith("hello from 192.0.2.2")
+    finally:
+        server.kill()
+    with pytest.raises(E.ForbiddenError):            # the host port is taken
+        net.create_endpoint("web2", options={netlabel.PORT_MAP: [
+            pynetlib.PortBinding("tcp", 80, host_port=8080)]})
+    ep.leave("pm1")
+    refused = subprocess.run(
+        ["ip", "netns", "exec", out, sys.executable, "-c",
+         "import socket;socket.create_connection(('192.0.2.1',8080),timeout=2)"],
+        capture_output=True)
+    assert refused.returncode != 0
     assert ctrl.audit() == []

@@ -70,6 +70,11 @@ int pnl_link_delete(struct pnl_sock *sock, int ifindex, const char *ifname, stru
 int pnl_link_delete_group(struct pnl_sock *sock, unsigned int group, struct pnl_err *err);
 /* Deletes many devices, pipelined in one send (each still pays its own RCU wait). */
 int pnl_link_delete_many(struct pnl_sock *sock, const int *ifindexes, int n, struct pnl_err *err);
+/* Bridge-port flags of a device enslaved to a bridge (AF_BRIDGE setlink):
+ * hairpin: 1/0 (reflect frames back out of the port they came in, for a container
+ * reaching itself through a mapped port), PNL_KEEP unchanged; isolated likewise. */
+int pnl_link_set_bridge_port(struct pnl_sock *sock, int ifindex, int hairpin, int isolated,
+			     struct pnl_err *err);
 /* Kernel-side lookup by ifindex, or by name when ifindex is 0. */
 int pnl_link_get(struct pnl_sock *sock, int ifindex, const char *ifname,
 		 struct pnl_link_info *out, struct pnl_err *err);

@@ -276,6 +276,15 @@ class NetlinkSocket:
         err = new_err()
         check(lib.pnl_link_change(self._sock(), idx, nm, r.c, err), err, "link set", str(link))
 
+    def bridge_port_set(self, link: Link, *, hairpin: bool | None = None,
+                        isolated: bool | None = None) -> None:
+        """Bridge-port flags of a device enslaved to a bridge."""
+        err = new_err()
+        rc = lib.pnl_link_set_bridge_port(
+            self._sock(), self.index(link), -1 if hairpin is None else int(bool(hairpin)),
+            -1 if isolated is None else int(bool(isolated)), err)
+        check(rc, err, "bridge port set", str(link))
+
     def link_delete(self, link: Link) -> None:
         idx, nm = self._target(link)
         err = new_err()

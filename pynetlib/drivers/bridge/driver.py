@@ -279,8 +279,22 @@ class BridgeDriver(Driver):
             attempt(lambda: self._ipam.release_pool(net.pool6))
         with self._lock:
             self._networks.pop(nid, None)
+            last = not self._networks
+        if last and net.firewall:
+            attempt(self._destroy_firewall_if_unused)
         if errors:
             raise errors[0]
+
+    def _destroy_firewall_if_unused(self) -> None:
+        """Remove pynetlib's tables once no network (of any process) has rules there."""
+        from pynetlib.drivers.bridge.firewall import parse_tag
+
+        fw = self._fw()
+        for obj in fw.owned_rules():
+            t = parse_tag(obj.get("tag", ""))
+            if t is not None and t["kind"] in ("network", "endpoint"):
+                return
+        fw.destroy()
 
     def _delete_bridge(self, net: _Network) -> None:
         host = self._host()
@@ -462,6 +476,8 @@ class BridgeDriver(Driver):
             if net.firewall and not net.cfg.EnableICC:
                 self._fw().add_port(nid, hname)
             if net.firewall and ep.bindings:
+                # A container reaching its own mapped port comes back through its port.
+                host.bridge_port_set(hname, hairpin=True)
                 self._fw().add_port_mappings(nid, eid, net.bridge,
                                              ep.v4.ip if ep.v4 else None,
                                              ep.v6.ip if ep.v6 else None, ep.bindings)
@@ -521,6 +537,18 @@ class BridgeDriver(Driver):
         if set(eps) != set(endpoint_ids):
             problems.append(f"network {nid}: driver endpoints {sorted(eps)} differ from the "
                             f"controller's {sorted(endpoint_ids)}")
+        if net.firewall:
+            from pynetlib.drivers.bridge.firewall import parse_tag
+
+            mine = [parse_tag(o.get("tag", "")) for o in self._fw().owned_rules()]
+            if not any(t and t.get("network") == nid for t in mine):
+                problems.append(f"network {nid}: its firewall rules are missing")
+            stale = {t["endpoint"] for t in mine if t and t["kind"] == "endpoint"
+                     and nid.startswith(t["network"]) and
+                     not (t["endpoint"] in eps and eps[t["endpoint"]].joined)}
+            for eid in sorted(stale):
+                problems.append(f"endpoint {eid}: port-mapping rules without a joined "
+                                "endpoint")
         for ep in eps.values():
             present = host.link_exists(host_ifname(ep.eid))
             if ep.joined and not present:
