@@ -71,6 +71,7 @@ class _Network:
     nid: str
     cfg: NetworkConfig
     bridge: str
+    bridge_index: int = 0
     pool4: str | None = None
     subnet4: ipaddress.IPv4Network | None = None
     bridge_ip4: ipaddress.IPv4Interface | None = None
@@ -251,6 +252,7 @@ class BridgeDriver(Driver):
             if str(a) not in have:
                 host.addr_add(net.bridge, a, nodad=a.version == 6)
         host.link_set(net.bridge, up=True)
+        net.bridge_index = host.link_get(net.bridge).index
 
     def delete_network(self, nid: str) -> None:
         net = self._net(nid)
@@ -456,7 +458,7 @@ class BridgeDriver(Driver):
         hname = host_ifname(eid)
         host = self._host()
         if target is not None:
-            attach_veth(host, target.netns, hname, target.ifname, bridge=net.bridge,
+            attach_veth(host, target.netns, hname, target.ifname, bridge=net.bridge_index,
                         mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
                         gateway=net.gateway4 if (target.route4 and ep.v4) else None,
                         address6=ep.v6,
