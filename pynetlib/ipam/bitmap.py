@@ -14,6 +14,7 @@ arguments :class:`BadRequestError`, a corrupt serialised blob :class:`BadRequest
 from __future__ import annotations
 
 import errno
+from array import array
 from collections.abc import Iterable, Sequence
 
 from pynetlib._ffi import ffi, lib
@@ -145,20 +146,26 @@ class Bitmap:
     # --- batches: one C call (one GIL round trip) for many ordinals -------------------
 
     def allocate_many(self, n: int, lo: int = 0, hi: int | None = None, *,
-                      next_fit: bool = True) -> list[int]:
+                      next_fit: bool = True) -> array:
         """Allocate up to ``n`` ordinals in ``[lo, hi]``; fewer only if the range fills
-        up. Raises :class:`NoAvailableIPsError` if none at all could be allocated."""
+        up. Raises :class:`NoAvailableIPsError` if none at all could be allocated.
+
+        The result is an ``array('Q')``: the C call writes straight into it, and
+        :meth:`release_many` hands it back to C without a copy."""
         if n <= 0:
-            return []
-        buf = _new("uint64_t[]", n)
+            return array("Q")
+        out = array("Q", bytes(8 * n))
         try:
-            got = _alloc_many(self._h, lo, self._last if hi is None else hi, next_fit, buf, n)
+            got = _alloc_many(self._h, lo, self._last if hi is None else hi, next_fit,
+                              _from_buffer("uint64_t[]", out), n)
         except (TypeError, OverflowError):
             self._handle()
             raise IPOutOfRangeError((lo, hi), self.name) from None
         if got < 0:
             _check(got, self, None, (lo, hi))
-        return _unpack(buf, got)
+        if got < n:
+            del out[got:]
+        return out
 
     def set_many(self, ordinals: Sequence[int]) -> list[bool]:
         """Allocate specific ordinals. Per item: True if set now, False if it already
@@ -170,14 +177,21 @@ class Bitmap:
         _check(rc, self, None)
         return [bool(b) for b in ffi.unpack(res, n)]
 
-    def release_many(self, ordinals: Sequence[int]) -> int:
+    def release_many(self, ordinals: Iterable[int]) -> int:
         """Clear ordinals; returns how many were allocated. Any ordinal out of range
-        raises before anything changes."""
-        try:
-            arr = _new("uint64_t[]", ordinals)
-        except (TypeError, OverflowError):
-            arr = self._array(ordinals)  # raises the precise error
-        rc = _unset_many(self._handle(), arr, len(arr))
+        raises before anything changes. An ``array('Q')`` (as :meth:`allocate_many`
+        returns) goes to C without a copy."""
+        if not (isinstance(ordinals, array) and ordinals.typecode == "Q"):
+            try:
+                ordinals = array("Q", ordinals)
+            except OverflowError:
+                raise IPOutOfRangeError("an ordinal below 0 or above 2**64-1",
+                                        self.name) from None
+            except TypeError:
+                raise BadRequestError(f"ordinals of bitmap {self.name!r} are ints") from None
+        n = len(ordinals)
+        rc = _unset_many(self._handle(), _from_buffer("uint64_t[]", ordinals) if n else
+                         ffi.NULL, n)
         return rc if rc >= 0 else _check(rc, self, None)
 
     # --- serialisation and lifetime -------------------------------------------------------
@@ -246,8 +260,7 @@ _alloc_one = lib.pnl_bitmap_alloc_one
 _alloc_many = lib.pnl_bitmap_alloc_many
 _unset = lib.pnl_bitmap_unset
 _unset_many = lib.pnl_bitmap_unset_many
-_new = ffi.new
-_unpack = ffi.unpack
+_from_buffer = ffi.from_buffer
 
 
 def _check(rc: int, bm: Bitmap, ordinal: int | None, rng: tuple | None = None) -> int:
