@@ -431,3 +431,77 @@ def test_parallel_request_and_release_pools():
     for t in threads:
         t.join()
     assert not errors and ipam.pools() == []
+
+
+# --- state -------------------------------------------------------------------------------
+
+def test_snapshot_restore_round_trip():
+    ipam = Allocator(routes=None)
+    a, _, _ = ipam.request_pool(LOCAL_DEFAULT, "10.0.0.0/16", "10.0.1.0/24")
+    b, _, _ = ipam.request_pool(LOCAL_DEFAULT)
+    c, _, _ = ipam.request_pool(GLOBAL_DEFAULT, "fd00::/64", v6=True)
+    got = [ipam.request_address(p) for p in (a, b, c) for _ in range(5)]
+    ipam.release_address(b, got[6])
+    import json
+    state = json.loads(json.dumps(ipam.snapshot()))
+    again = Allocator.restore(state, routes=None)
+    assert again.pools() == ipam.pools()
+    for p in (a, b, c):
+        assert again.available(p) == ipam.available(p)
+        # next-fit continues where it was: same next address on both
+        assert again.request_address(p) == ipam.request_address(p)
+    assert not again.is_allocated(b, got[6].ip)
+    assert again.snapshot() == ipam.snapshot()
+
+
+def test_restore_rejects_inconsistent_state():
+    ipam = Allocator(routes=None)
+    pid, _, _ = ipam.request_pool(LOCAL_DEFAULT, "10.0.0.0/24")
+    ipam.request_address(pid)
+    good = ipam.snapshot()
+    from pynetlib.ipam.bitmap import Bitmap
+    import base64
+    reserved = Bitmap(256)
+    reserved.set(255)  # the broadcast address marked allocated
+    wrong_size = Bitmap(512)
+    bad_states = [
+        {**good, "version": 99},
+        {**good, "bitmaps": {}},
+        {**good, "bitmaps": {"LocalDefault/10.0.0.0/24": "!!!"}},
+        {**good, "bitmaps": {"LocalDefault/10.0.0.0/24":
+                             base64.b64encode(b"PNLB" + bytes(40)).decode()}},
+        {**good, "bitmaps": {"LocalDefault/10.0.0.0/24":
+                             base64.b64encode(reserved.serialize()).decode()}},
+        {**good, "bitmaps": {"LocalDefault/10.0.0.0/24":
+                             base64.b64encode(wrong_size.serialize()).decode()}},
+        {**good, "pools": ["LocalDefault/10.0.0.0/24", "LocalDefault/10.0.0.0/24"]},
+        {**good, "pools": ["nonsense"]},
+        {"version": 1},
+    ]
+    for state in bad_states:
+        with pytest.raises(BadRequestError):
+            Allocator.restore(state, routes=None)
+
+
+def test_release_pool_while_threads_allocate():
+    ipam = Allocator(routes=None)
+    pid, _, _ = ipam.request_pool(LOCAL_DEFAULT, "10.50.0.0/16")
+    stop = threading.Event()
+    seen: list[BaseException] = []
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                ipam.request_address(pid)
+            except (PoolNotFoundError, NoAvailableIPsError) as e:
+                seen.append(e)
+                return
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    ipam.release_pool(pid)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert all(isinstance(e, PoolNotFoundError) for e in seen)
