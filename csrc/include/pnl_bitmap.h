@@ -74,8 +74,9 @@ int pnl_bitmap_alloc(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags, u
 uint64_t pnl_bitmap_alloc_one(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags);
 
 /* Up to n allocations as by pnl_bitmap_alloc, written to out[0..]. Returns how many
- * were made (fewer than n only when [lo, hi] filled up; -ENOSPC when none could be),
- * or a negative errno for bad arguments / ENOMEM before anything was allocated. */
+ * were made: fewer than n when [lo, hi] filled up (or memory ran out part way; those
+ * made stay made), -ENOSPC when none could be, or a negative errno for bad arguments
+ * or ENOMEM before anything was allocated. */
 int64_t pnl_bitmap_alloc_many(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags,
 			      uint64_t *out, size_t n);
 
