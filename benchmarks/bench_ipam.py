@@ -109,7 +109,7 @@ def _allocate_one_per_call(benchmark, allocate, release_all):
             release_all(held)
             held.clear()
 
-    benchmark.pedantic(one, rounds=ROUNDS // 10, iterations=BATCH, warmup_rounds=10)
+    benchmark.pedantic(one, rounds=ROUNDS // 4, iterations=BATCH, warmup_rounds=10)
 
 
 def _py_release_all(bm: PyBitmapAllocator):
