@@ -30,19 +30,31 @@ void pnlb_block_pad(struct pnlb_block *b, uint32_t cap)
 	}
 }
 
-/* A block with every real bit set (padding included), used to split full runs. */
-static struct pnlb_block *block_new(uint32_t cap, int all_set)
+/* A block for a chunk with `cap` real bits: all set (to split a full run) or empty with
+ * its padding set. Reuses a spare block when there is one. */
+static struct pnlb_block *block_new(pnl_bitmap *bm, uint32_t cap, int all_set)
 {
-	struct pnlb_block *b = calloc(1, sizeof(*b));
+	struct pnlb_block *b = bm->nspare ? bm->spare[--bm->nspare] : malloc(sizeof(*b));
 	if (!b)
 		return NULL;
 	if (all_set) {
 		memset(b->w, 0xff, sizeof(b->w));
 		b->full = ~0ULL;
-	} else if (cap < PNLB_CHUNK_BITS) {
-		pnlb_block_pad(b, cap);
+	} else {
+		memset(b, 0, sizeof(*b));
+		if (cap < PNLB_CHUNK_BITS)
+			pnlb_block_pad(b, cap);
 	}
 	return b;
+}
+
+/* A block no node uses any more: keep it as a spare or free it. */
+static void block_drop(pnl_bitmap *bm, struct pnlb_block *b)
+{
+	if (bm->nspare < PNLB_SPARES)
+		bm->spare[bm->nspare++] = b;
+	else
+		free(b);
 }
 
 static inline int block_test(const struct pnlb_block *b, uint32_t bit)
@@ -96,6 +108,25 @@ static inline size_t node_lower(const pnl_bitmap *bm, uint64_t key)
 			hi = mid;
 	}
 	return lo;
+}
+
+static inline int lower_ok(const pnl_bitmap *bm, size_t i, uint64_t key)
+{
+	return i <= bm->nnodes &&
+	       (i == bm->nnodes || bm->nodes[i].key + bm->nodes[i].n - 1 >= key) &&
+	       (i == 0 || bm->nodes[i - 1].key + bm->nodes[i - 1].n - 1 < key);
+}
+
+/* node_lower, trying the last operation's node and its successor first: consecutive
+ * next-fit allocations and batch releases mostly stay in one chunk or move to the next. */
+static inline size_t node_lower_hint(const pnl_bitmap *bm, uint64_t key)
+{
+	size_t h = bm->hint;
+	if (lower_ok(bm, h, key))
+		return h;
+	if (lower_ok(bm, h + 1, key))
+		return h + 1;
+	return node_lower(bm, key);
 }
 
 static inline int node_has(const pnl_bitmap *bm, size_t i, uint64_t key)
@@ -166,6 +197,10 @@ int pnl_bitmap_new(uint64_t last, pnl_bitmap **out)
 		return -ENOMEM;
 	bm->last = last;
 	bm->lastkey = last >> PNLB_CHUNK_SHIFT;
+	if (pthread_mutex_init(&bm->lock, NULL) != 0) {
+		free(bm);
+		return -ENOMEM;
+	}
 	*out = bm;
 	return 0;
 }
@@ -176,16 +211,15 @@ void pnl_bitmap_free(pnl_bitmap *bm)
 		return;
 	for (size_t i = 0; i < bm->nnodes; i++)
 		free(bm->nodes[i].blk);
+	for (unsigned i = 0; i < bm->nspare; i++)
+		free(bm->spare[i]);
 	free(bm->nodes);
+	pthread_mutex_destroy(&bm->lock);
 	free(bm);
 }
 
-uint64_t pnl_bitmap_last(const pnl_bitmap *bm) { return bm->last; }
-uint64_t pnl_bitmap_used(const pnl_bitmap *bm) { return bm->used; }
-uint64_t pnl_bitmap_cursor(const pnl_bitmap *bm) { return bm->cursor; }
-size_t pnl_bitmap_node_count(const pnl_bitmap *bm) { return bm->nnodes; }
 
-int pnl_bitmap_set_cursor(pnl_bitmap *bm, uint64_t cursor)
+static int do_set_cursor(pnl_bitmap *bm, uint64_t cursor)
 {
 	if (cursor > bm->last)
 		return -ERANGE;
@@ -193,7 +227,7 @@ int pnl_bitmap_set_cursor(pnl_bitmap *bm, uint64_t cursor)
 	return 0;
 }
 
-size_t pnl_bitmap_mem_bytes(const pnl_bitmap *bm)
+static size_t do_mem_bytes(const pnl_bitmap *bm)
 {
 	size_t total = malloc_usable_size((void *)bm);
 	if (bm->nodes)
@@ -201,10 +235,12 @@ size_t pnl_bitmap_mem_bytes(const pnl_bitmap *bm)
 	for (size_t i = 0; i < bm->nnodes; i++)
 		if (bm->nodes[i].blk)
 			total += malloc_usable_size(bm->nodes[i].blk);
+	for (unsigned i = 0; i < bm->nspare; i++)
+		total += malloc_usable_size(bm->spare[i]);
 	return total;
 }
 
-int pnl_bitmap_test(const pnl_bitmap *bm, uint64_t ordinal)
+static int do_test(const pnl_bitmap *bm, uint64_t ordinal)
 {
 	if (ordinal > bm->last)
 		return -ERANGE;
@@ -231,7 +267,7 @@ static uint64_t block_count(const struct pnlb_block *b, uint32_t from, uint32_t 
 	return n;
 }
 
-int pnl_bitmap_count_used_range(const pnl_bitmap *bm, uint64_t lo, uint64_t hi,
+static int do_count_used_range(const pnl_bitmap *bm, uint64_t lo, uint64_t hi,
 				uint64_t *out)
 {
 	if (!out)
@@ -275,7 +311,7 @@ static int set_clear_bit(pnl_bitmap *bm, size_t i, uint64_t ordinal)
 			return -ENOMEM;
 		struct pnlb_node nd = {.key = key, .n = 1, .blk = NULL, .used = 1};
 		if (cap > 1) {
-			nd.blk = block_new(cap, 0);
+			nd.blk = block_new(bm, cap, 0);
 			if (!nd.blk)
 				return -ENOMEM;
 			block_set(nd.blk, bit);
@@ -291,19 +327,20 @@ static int set_clear_bit(pnl_bitmap *bm, size_t i, uint64_t ordinal)
 	nd->used++;
 	bm->used++;
 	if (nd->used == cap) {
-		free(nd->blk);
+		block_drop(bm, nd->blk);
 		nd->blk = NULL;
 		merge_full(bm, i);
 	}
 	return 0;
 }
 
-int pnl_bitmap_set(pnl_bitmap *bm, uint64_t ordinal)
+static int do_set(pnl_bitmap *bm, uint64_t ordinal)
 {
 	if (ordinal > bm->last)
 		return -ERANGE;
 	uint64_t key = ordinal >> PNLB_CHUNK_SHIFT;
-	size_t i = node_lower(bm, key);
+	size_t i = node_lower_hint(bm, key);
+	bm->hint = i;
 	if (node_has(bm, i, key)) {
 		const struct pnlb_node *nd = &bm->nodes[i];
 		if (!nd->blk ||
@@ -323,7 +360,7 @@ static int split_full(pnl_bitmap *bm, size_t i, uint64_t ordinal)
 		return -ENOMEM;
 	struct pnlb_block *b = NULL;
 	if (cap > 1) {
-		b = block_new(cap, 1);
+		b = block_new(bm, cap, 1);
 		if (!b)
 			return -ENOMEM;
 		block_clear(b, (uint32_t)(ordinal & (PNLB_CHUNK_BITS - 1)));
@@ -355,17 +392,19 @@ static int unset_at(pnl_bitmap *bm, size_t i, uint64_t ordinal)
 	nd->used--;
 	bm->used--;
 	if (nd->used == 0) {
-		free(nd->blk);
+		block_drop(bm, nd->blk);
 		node_remove(bm, i);
 	}
 	return 1;
 }
 
-int pnl_bitmap_unset(pnl_bitmap *bm, uint64_t ordinal)
+static int do_unset(pnl_bitmap *bm, uint64_t ordinal)
 {
 	if (ordinal > bm->last)
 		return -ERANGE;
-	return unset_at(bm, node_lower(bm, ordinal >> PNLB_CHUNK_SHIFT), ordinal);
+	size_t i = node_lower_hint(bm, ordinal >> PNLB_CHUNK_SHIFT);
+	bm->hint = i;
+	return unset_at(bm, i, ordinal);
 }
 
 /* --- search and allocation -------------------------------------------------------------- */
@@ -375,7 +414,7 @@ int pnl_bitmap_unset(pnl_bitmap *bm, uint64_t ordinal)
 static int find_clear(const pnl_bitmap *bm, uint64_t a, uint64_t b, uint64_t *out, size_t *idx)
 {
 	uint64_t pos = a;
-	size_t i = node_lower(bm, pos >> PNLB_CHUNK_SHIFT);
+	size_t i = node_lower_hint(bm, pos >> PNLB_CHUNK_SHIFT);
 	for (;;) {
 		uint64_t key = pos >> PNLB_CHUNK_SHIFT;
 		while (i < bm->nnodes && bm->nodes[i].key + bm->nodes[i].n - 1 < key)
@@ -419,6 +458,7 @@ static int alloc_one(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags, u
 	int rc = set_clear_bit(bm, idx, found);
 	if (rc < 0)
 		return rc;
+	bm->hint = idx;
 	if (flags & PNL_BITMAP_NEXT_FIT)
 		bm->cursor = found == bm->last ? 0 : found + 1;
 	*out = found;
@@ -437,13 +477,13 @@ static int check_alloc_args(const pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsi
 	return 0;
 }
 
-int pnl_bitmap_alloc(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags, uint64_t *out)
+static int do_alloc(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags, uint64_t *out)
 {
 	int rc = check_alloc_args(bm, lo, hi, flags, out);
 	return rc < 0 ? rc : alloc_one(bm, lo, hi, flags, out);
 }
 
-int64_t pnl_bitmap_alloc_many(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags,
+static int64_t do_alloc_many(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags,
 			      uint64_t *out, size_t n)
 {
 	int rc = check_alloc_args(bm, lo, hi, flags, out);
@@ -462,7 +502,7 @@ int64_t pnl_bitmap_alloc_many(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned
 	return k || n == 0 ? (int64_t)k : -ENOSPC;
 }
 
-int64_t pnl_bitmap_set_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n,
+static int64_t do_set_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n,
 			    uint8_t *results)
 {
 	if ((!ordinals && n) || n > INT64_MAX)
@@ -472,7 +512,7 @@ int64_t pnl_bitmap_set_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n,
 			return -ERANGE;
 	int64_t done = 0;
 	for (size_t k = 0; k < n; k++) {
-		int rc = pnl_bitmap_set(bm, ordinals[k]);
+		int rc = do_set(bm, ordinals[k]);
 		if (rc == -ENOMEM)
 			return rc;
 		if (results)
@@ -482,7 +522,7 @@ int64_t pnl_bitmap_set_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n,
 	return done;
 }
 
-int64_t pnl_bitmap_unset_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n)
+static int64_t do_unset_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n)
 {
 	if ((!ordinals && n) || n > INT64_MAX)
 		return -EINVAL;
@@ -491,10 +531,77 @@ int64_t pnl_bitmap_unset_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n
 			return -ERANGE;
 	int64_t done = 0;
 	for (size_t k = 0; k < n; k++) {
-		int rc = pnl_bitmap_unset(bm, ordinals[k]);
+		int rc = do_unset(bm, ordinals[k]);
 		if (rc < 0)
 			return rc;
 		done += rc;
 	}
 	return done;
+}
+
+/* --- public entry points: each holds the bitmap's mutex ---------------------------------- */
+
+#define LOCKED(type, call)                                                                  \
+	do {                                                                                \
+		pnlb_lock(bm);                                                              \
+		type rc_ = call;                                                            \
+		pnlb_unlock(bm);                                                            \
+		return rc_;                                                                 \
+	} while (0)
+
+uint64_t pnl_bitmap_last(const pnl_bitmap *bm) { return bm->last; /* immutable */ }
+uint64_t pnl_bitmap_used(const pnl_bitmap *bm) { LOCKED(uint64_t, bm->used); }
+uint64_t pnl_bitmap_cursor(const pnl_bitmap *bm) { LOCKED(uint64_t, bm->cursor); }
+size_t pnl_bitmap_node_count(const pnl_bitmap *bm) { LOCKED(size_t, bm->nnodes); }
+size_t pnl_bitmap_mem_bytes(const pnl_bitmap *bm) { LOCKED(size_t, do_mem_bytes(bm)); }
+
+int pnl_bitmap_set_cursor(pnl_bitmap *bm, uint64_t cursor)
+{
+	LOCKED(int, do_set_cursor(bm, cursor));
+}
+
+int pnl_bitmap_count_used_range(const pnl_bitmap *bm, uint64_t lo, uint64_t hi,
+				uint64_t *out)
+{
+	LOCKED(int, do_count_used_range(bm, lo, hi, out));
+}
+
+int pnl_bitmap_test(const pnl_bitmap *bm, uint64_t ordinal)
+{
+	LOCKED(int, do_test(bm, ordinal));
+}
+
+int pnl_bitmap_set(pnl_bitmap *bm, uint64_t ordinal) { LOCKED(int, do_set(bm, ordinal)); }
+int pnl_bitmap_unset(pnl_bitmap *bm, uint64_t ordinal) { LOCKED(int, do_unset(bm, ordinal)); }
+
+int pnl_bitmap_alloc(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags, uint64_t *out)
+{
+	LOCKED(int, do_alloc(bm, lo, hi, flags, out));
+}
+
+uint64_t pnl_bitmap_alloc_one(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags)
+{
+	uint64_t ordinal = UINT64_MAX;
+	pnlb_lock(bm);
+	int rc = do_alloc(bm, lo, hi, flags, &ordinal);
+	pnlb_unlock(bm);
+	errno = rc < 0 ? -rc : 0;
+	return rc < 0 ? UINT64_MAX : ordinal;
+}
+
+int64_t pnl_bitmap_alloc_many(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags,
+			      uint64_t *out, size_t n)
+{
+	LOCKED(int64_t, do_alloc_many(bm, lo, hi, flags, out, n));
+}
+
+int64_t pnl_bitmap_set_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n,
+			    uint8_t *results)
+{
+	LOCKED(int64_t, do_set_many(bm, ordinals, n, results));
+}
+
+int64_t pnl_bitmap_unset_many(pnl_bitmap *bm, const uint64_t *ordinals, size_t n)
+{
+	LOCKED(int64_t, do_unset_many(bm, ordinals, n));
 }

@@ -64,7 +64,7 @@ static uint64_t get64(const uint8_t *p)
 	return v;
 }
 
-size_t pnl_bitmap_serialized_size(const pnl_bitmap *bm)
+static size_t serialized_size(const pnl_bitmap *bm)
 {
 	size_t n = HDR_SIZE + TRAILER;
 	for (size_t i = 0; i < bm->nnodes; i++)
@@ -81,9 +81,9 @@ static uint64_t real_mask(uint32_t cap, uint32_t wi)
 	return bits >= 64 ? ~0ULL : (1ULL << bits) - 1;
 }
 
-int64_t pnl_bitmap_serialize(const pnl_bitmap *bm, uint8_t *buf, size_t cap)
+static int64_t serialize(const pnl_bitmap *bm, uint8_t *buf, size_t cap)
 {
-	size_t need = pnl_bitmap_serialized_size(bm);
+	size_t need = serialized_size(bm);
 	if (!buf || cap < need)
 		return -ENOBUFS;
 	uint8_t *p = buf;
@@ -113,6 +113,22 @@ int64_t pnl_bitmap_serialize(const pnl_bitmap *bm, uint8_t *buf, size_t cap)
 	put32(p, crc32c(buf, (size_t)(p - buf)));
 	p += TRAILER;
 	return (int64_t)(p - buf);
+}
+
+size_t pnl_bitmap_serialized_size(const pnl_bitmap *bm)
+{
+	pnlb_lock(bm);
+	size_t n = serialized_size(bm);
+	pnlb_unlock(bm);
+	return n;
+}
+
+int64_t pnl_bitmap_serialize(const pnl_bitmap *bm, uint8_t *buf, size_t cap)
+{
+	pnlb_lock(bm);
+	int64_t n = serialize(bm, buf, cap);
+	pnlb_unlock(bm);
+	return n;
 }
 
 /* Parse the node list into bm; -EBADMSG on anything non-canonical. */

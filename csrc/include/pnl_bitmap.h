@@ -25,7 +25,8 @@
  *   -ENOBUFS serialisation buffer too small
  *   -EBADMSG a serialised blob that is corrupt or not canonical
  *
- * The object is not locked: callers serialise access (the Python wrapper holds a lock).
+ * Every entry point but pnl_bitmap_new/free holds the bitmap's own mutex, so calls from
+ * many threads are safe; the caller must not free a bitmap while a call is running.
  */
 
 #include <stddef.h>
@@ -66,9 +67,16 @@ int pnl_bitmap_unset(pnl_bitmap *bm, uint64_t ordinal);
  * 0, -ENOSPC, -ERANGE, -EINVAL, -ENOMEM. */
 int pnl_bitmap_alloc(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags, uint64_t *out);
 
+/* The same in the style of strtoull, for the single-address hot path from Python (no
+ * output buffer to share between threads): returns the ordinal, or UINT64_MAX with errno
+ * set to ENOSPC, ERANGE, EINVAL or ENOMEM. A successful UINT64_MAX (the top of a /64)
+ * sets errno to 0. */
+uint64_t pnl_bitmap_alloc_one(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags);
+
 /* Up to n allocations as by pnl_bitmap_alloc, written to out[0..]. Returns how many
- * were made (fewer than n only when [lo, hi] filled up; -ENOSPC when none could be),
- * or a negative errno for bad arguments / ENOMEM before anything was allocated. */
+ * were made: fewer than n when [lo, hi] filled up (or memory ran out part way; those
+ * made stay made), -ENOSPC when none could be, or a negative errno for bad arguments
+ * or ENOMEM before anything was allocated. */
 int64_t pnl_bitmap_alloc_many(pnl_bitmap *bm, uint64_t lo, uint64_t hi, unsigned flags,
 			      uint64_t *out, size_t n);
 

@@ -29,6 +29,7 @@ the pool bitmap's lock, so pools allocate in parallel.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import ipaddress
 import threading
@@ -41,6 +42,7 @@ from pynetlib.errors import (
     IPAlreadyAllocatedError,
     IPOutOfRangeError,
     NoAvailableIPsError,
+    NetworkError,
     NoAvailablePoolError,
     NotFoundError,
     PoolOverlapError,
@@ -62,6 +64,8 @@ REQUEST_ADDRESS_TYPE = "RequestAddressType"
 GATEWAY = "com.docker.network.gateway"
 #: Option key choosing next-fit ("true") or first-fit ("false").
 SERIAL = "com.docker.network.ipam.serial"
+
+_STATE_VERSION = 1
 
 Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
@@ -334,6 +338,55 @@ class Allocator:
         if p.lo > p.hi:
             return 0
         return p.hi - p.lo + 1 - p.master.bitmap.count_used(p.lo, p.hi)
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """The allocator's state as JSON-ready data: the pools in request order and each
+        master's bitmap blob (base64). Pools are consistent with each other; each bitmap
+        is captured atomically."""
+        with self._lock:
+            pools = list(self._by_id)
+            masters = {m.id: m.bitmap for sp in self._spaces.values()
+                       for m in sp.masters.values()}
+        return {"version": _STATE_VERSION, "pools": pools,
+                "bitmaps": {mid: base64.b64encode(bm.serialize()).decode("ascii")
+                            for mid, bm in masters.items()}}
+
+    @classmethod
+    def restore(cls, state: Mapping, **kwargs) -> Allocator:
+        """A new allocator holding the pools and allocations of :meth:`snapshot`.
+        ``kwargs`` go to the constructor. Anything inconsistent (unknown version, a
+        bitmap of the wrong size, a reserved address marked allocated, a bitmap for no
+        pool, a corrupt blob) raises :class:`BadRequestError` and nothing is returned."""
+        if not isinstance(state, Mapping) or state.get("version") != _STATE_VERSION:
+            raise BadRequestError("not an IPAM allocator snapshot of a known version")
+        ipam = cls(**kwargs)
+        try:
+            for pool_id in state["pools"]:
+                space, net, sub = _parse_pool_id(pool_id)
+                ipam.request_pool(space, net, sub, v6=net.version == 6)
+            masters = {m.id: m for sp in ipam._spaces.values() for m in sp.masters.values()}
+            blobs = dict(state["bitmaps"])
+            if set(blobs) != set(masters):
+                raise BadRequestError("snapshot bitmaps do not match its pools")
+            for mid, text in blobs.items():
+                m = masters[mid]
+                bm = Bitmap.deserialize(base64.b64decode(text, validate=True), name=mid)
+                if bm.size != m.bitmap.size:
+                    raise BadRequestError(f"snapshot bitmap of {mid} has the wrong size")
+                reserved = bm.used - (bm.count_used(m.lo, m.hi) if m.lo <= m.hi else 0)
+                if reserved:
+                    raise BadRequestError(f"snapshot bitmap of {mid} marks reserved "
+                                          "addresses allocated")
+                m.bitmap = bm
+        except (KeyError, TypeError, ValueError) as e:
+            raise BadRequestError(f"malformed IPAM snapshot: {e!r}") from None
+        except NetworkError as e:
+            if isinstance(e, BadRequestError):
+                raise
+            raise BadRequestError(f"inconsistent IPAM snapshot: {e}") from None
+        return ipam
 
     # --- helpers ---------------------------------------------------------------------------------
 
