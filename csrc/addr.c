@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "nl_internal.h"
+#include "pnl_failpoint.h"
 #include "pnl_addr.h"
 #include "rtnl_build.h"
 
@@ -94,7 +95,12 @@ int pnl_addr_add(struct pnl_sock *sock, int ifindex, int family, const unsigned 
 {
 	unsigned char buf[256];
 	struct pnl_req r;
+	int fp = pnl_failpoint_check("addr.add");
 
+	if (fp < 0) {
+		pnl_err_clear(err);
+		return pnl_err_set(err, 0, fp, "injected by failpoint addr.add");
+	}
 	pnl_req_init(&r, buf, sizeof(buf));
 	return exec_one(sock, &r,
 			pnl_build_addr(&r, RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -119,6 +125,12 @@ int pnl_route_add(struct pnl_sock *sock, const struct pnl_route_req *req, struct
 {
 	unsigned char buf[256];
 	struct pnl_req r;
+	int fp = pnl_failpoint_check("route.add");
+
+	if (fp < 0) {
+		pnl_err_clear(err);
+		return pnl_err_set(err, 0, fp, "injected by failpoint route.add");
+	}
 
 	pnl_req_init(&r, buf, sizeof(buf));
 	return exec_one(sock, &r,

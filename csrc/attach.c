@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "nl_internal.h"
+#include "pnl_failpoint.h"
 #include "pnl_attach.h"
 #include "pnl_link.h"
 #include "rtnl_build.h"
@@ -84,10 +85,20 @@ int pnl_veth_attach(struct pnl_sock *host, struct pnl_sock *cont,
 	rc = pnl_link_create(host, &lr, &sub);
 	if (rc < 0)
 		return pnl_err_set(err, 0, rc, sub.msg);
+	rc = pnl_failpoint_check("attach.veth");
+	if (rc < 0) {
+		pnl_err_set(err, 1, rc, "injected by failpoint attach.veth");
+		goto rollback;
+	}
 
 	rc = pnl_link_get(cont, 0, req->cont_name, &info, &sub);
 	if (rc < 0) {
 		pnl_err_set(err, 1, rc, sub.msg);
+		goto rollback;
+	}
+	rc = pnl_failpoint_check("attach.plumb");
+	if (rc < 0) {
+		pnl_err_set(err, 2, rc, "injected by failpoint attach.plumb");
 		goto rollback;
 	}
 	rc = plumb_container(cont, req, info.ifindex, &sub);

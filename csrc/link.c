@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "nl_internal.h"
+#include "pnl_failpoint.h"
 #include "pnl_link.h"
 
 #define LINK_BUF 2048
@@ -163,6 +164,9 @@ int pnl_link_create(struct pnl_sock *sock, const struct pnl_link_req *req, struc
 	rc = put_linkinfo(&r, req);
 	if (rc < 0)
 		return pnl_err_set(err, -1, rc, "unsupported device options");
+	rc = pnl_failpoint_check("link.create");
+	if (rc < 0)
+		return pnl_err_set(err, 0, rc, "injected by failpoint link.create");
 	rc = pnl_sock_exec(sock, &r, NULL, NULL, err);
 	if (rc < 0 || !req->alias || !*req->alias)
 		return rc;
@@ -208,6 +212,9 @@ int pnl_link_delete(struct pnl_sock *sock, int ifindex, const char *ifname, stru
 	pnl_req_msg(&r, RTM_DELLINK, NLM_F_ACK, &ifi, sizeof(ifi));
 	if (ifindex <= 0)
 		pnl_req_put_str(&r, IFLA_IFNAME, ifname);
+	int fp = pnl_failpoint_check("link.delete");
+	if (fp < 0)
+		return pnl_err_set(err, 0, fp, "injected by failpoint link.delete");
 	return pnl_sock_exec(sock, &r, NULL, NULL, err);
 }
 
@@ -223,6 +230,9 @@ int pnl_link_delete_group(struct pnl_sock *sock, unsigned int group, struct pnl_
 	pnl_req_init(&r, buf, sizeof(buf));
 	pnl_req_msg(&r, RTM_DELLINK, NLM_F_ACK, &ifi, sizeof(ifi));
 	pnl_req_put_u32(&r, IFLA_GROUP, group);
+	int fp = pnl_failpoint_check("link.delete");
+	if (fp < 0)
+		return pnl_err_set(err, 0, fp, "injected by failpoint link.delete");
 	return pnl_sock_exec(sock, &r, NULL, NULL, err);
 }
 
@@ -235,6 +245,9 @@ int pnl_link_delete_many(struct pnl_sock *sock, const int *ifindexes, int n, str
 	pnl_err_clear(err);
 	if (n < 0 || (n > 0 && !ifindexes))
 		return pnl_err_set(err, -1, -EINVAL, NULL);
+	int fp = n > 0 ? pnl_failpoint_check("link.delete") : 0;
+	if (fp < 0)
+		return pnl_err_set(err, 0, fp, "injected by failpoint link.delete");
 	while (done < n) {
 		int chunk = n - done > PNL_REQ_MAX_MSGS ? PNL_REQ_MAX_MSGS : n - done;
 		struct pnl_err e;

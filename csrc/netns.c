@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "nl_internal.h"
+#include "pnl_failpoint.h"
 #include "pnl_link.h"
 #include "pnl_netns.h"
 
@@ -84,6 +85,9 @@ int pnl_netns_create(const char *rundir, const char *name, int want_lo_up, int t
 		return pnl_err_set(err, -1, -errno, NULL);
 	close(fd);
 	fd = -1;
+	rc = pnl_failpoint_check("netns.create");
+	if (rc < 0)
+		goto fail_unlink;
 
 	saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (saved < 0) {
@@ -166,6 +170,9 @@ int pnl_netns_delete(const char *rundir, const char *name)
 	char path[4096];
 	int rc = ns_path(path, sizeof(path), rundir, name);
 
+	if (rc < 0)
+		return rc;
+	rc = pnl_failpoint_check("netns.delete");
 	if (rc < 0)
 		return rc;
 	if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "nl_internal.h"
+#include "pnl_failpoint.h"
 
 #ifndef NETLINK_EXT_ACK
 #define NETLINK_EXT_ACK 11
@@ -446,6 +447,9 @@ int pnl_sock_exec(struct pnl_sock *s, struct pnl_req *r, pnl_msg_cb cb, void *ct
 		return pnl_err_set(err, r->count - 1, -EMSGSIZE, "request does not fit its buffer");
 	if (r->count == 0)
 		return 0;
+	rc = pnl_failpoint_check("nl.send");
+	if (rc < 0)
+		return pnl_err_set(err, 0, rc, "injected by failpoint nl.send");
 
 	pthread_mutex_lock(&s->lock);
 	base = s->seq + 1;
