@@ -1,33 +1,44 @@
-"""The controller: drivers, networks, sandboxes, and the lifecycle between them."""
+"""The controller: drivers, networks, sandboxes, and the lifecycle between them.
+
+Records live in the embedded store (``pynetlib.store``) under ``state_dir``; several
+processes may open controllers on the same state directory at once and see one set of
+networks, endpoints and sandboxes. Every change writes its intent to the store before it
+touches the kernel, so :meth:`reconcile` (run when a controller opens) can finish or
+roll back whatever a crash interrupted.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import secrets
 import threading
 from typing import Callable
 
-from pynetlib import etchosts
+from pynetlib import codec, etchosts
 from pynetlib.driverapi import Driver
 from pynetlib.errors import (ActiveEndpointsError, ActiveRegistrationError, BadRequestError,
                              InvalidIDError, InvalidNameError, NetworkNameError,
-                             NoSuchNetworkError, UnknownDriverError)
+                             NoSuchNetworkError, NotFoundError, UnknownDriverError)
+from pynetlib.failpoints import failpoint
 from pynetlib.kernel import DEFAULT_RUNDIR, NetlinkSocket, Netns
 from pynetlib.names import check_name
 from pynetlib.network import Network, new_id
-from pynetlib.sandbox import Sandbox, open_sandbox
+from pynetlib.sandbox import Sandbox
+from pynetlib.store import Store, dumps, open_store
 
 DEFAULT_STATE_DIR = "/var/lib/pynetlib"
-_OPTIONS = {"netns_dir", "ipam", "host_routes"}
+_OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile"}
 
 
 class Controller:
     """libnetwork's NetworkController.
 
-    ``state_dir`` holds pynetlib's state (the containers' hosts and resolv.conf files
-    among it). Options: ``netns_dir`` (where sandbox namespaces are bound, /run/netns
-    by default), ``ipam`` (an allocator to use instead of a new default one),
-    ``host_routes`` (a callable listing the host's routed networks, for default pools).
+    ``state_dir`` holds the store (``pynetlib.db``) and the containers' hosts and
+    resolv.conf files. Options: ``netns_dir`` (where sandbox namespaces are bound,
+    /run/netns by default), ``ipam`` (an allocator to use instead of the store-backed
+    default), ``host_routes`` (a callable listing the host's routed networks, for the
+    default pools), ``store="memory"`` (keep the records in memory only: benchmarks and
+    tests), ``reconcile=False`` (do not reconcile when opening).
     """
 
     def __init__(self, state_dir: str | None = None, *, global_store=None, **options) -> None:
@@ -35,37 +46,62 @@ class Controller:
         if unknown:
             raise BadRequestError(f"unknown controller options: {sorted(unknown)}")
         self.state_dir = os.path.abspath(state_dir or DEFAULT_STATE_DIR)
-        self.netns_dir = options.get("netns_dir") or DEFAULT_RUNDIR
+        self.netns_dir = os.path.normpath(options.get("netns_dir") or DEFAULT_RUNDIR)
         if not os.path.isabs(self.netns_dir):
             raise BadRequestError(f"netns_dir must be an absolute path: {self.netns_dir!r}")
+        if options.get("store", "disk") not in ("disk", "memory"):
+            raise BadRequestError("store must be 'disk' or 'memory'")
         self.global_store = global_store
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         self._files_root = os.path.join(self.state_dir, "containers")
+        os.makedirs(self._files_root, mode=0o755, exist_ok=True)
+        self.store: Store = open_store(self.state_dir, memory=options.get("store") == "memory")
+        self.store_id = self._store_id()
         self._lock = threading.RLock()
         self._drivers: dict[str, Driver] = {}
-        self._networks: dict[str, Network] = {}
-        self._names: dict[str, str] = {}
-        self._creating: set[str] = set()
+        self._handles: dict[str, Network] = {}
         self._sandboxes: dict[str, Sandbox] = {}
-        self._sandbox_locks: dict[str, threading.Lock] = {}
+        self._container_locks: dict[str, threading.Lock] = {}
         self._host_sock: NetlinkSocket | None = None
         self._host_ns: Netns | None = None
         self._closed = False
-        self.ipam = options.get("ipam") or self._default_ipam(options.get("host_routes"))
-        self._init_drivers()
+        try:
+            self.ipam = options.get("ipam") or self._default_ipam(options.get("host_routes"))
+            self._init_drivers()
+            if options.get("reconcile", True):
+                self.reconcile()
+        except BaseException:
+            self.store.close()
+            raise
 
     # -- set-up ---------------------------------------------------------------------
-    def _default_ipam(self, host_routes):
-        from pynetlib.ipam import Allocator
+    def _store_id(self) -> str:
+        sid = self.store.meta_get("store_id")
+        if sid is None:
+            with self.store.tx() as c:
+                row = c.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
+                sid = row[0] if row else secrets.token_hex(4)
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", (sid,))
+        if len(sid) != 8 or any(ch not in "0123456789abcdef" for ch in sid):
+            from pynetlib.store import CorruptStoreError
 
-        return Allocator(routes=host_routes) if host_routes else Allocator()
+            raise CorruptStoreError(f"store id {sid!r} is malformed")
+        return sid
+
+    def _default_ipam(self, host_routes):
+        from pynetlib.ipam.persistent import PersistentAllocator
+
+        if host_routes is not None:
+            return PersistentAllocator(self.store, routes=host_routes)
+        return PersistentAllocator(self.store)
 
     def _init_drivers(self) -> None:
         from pynetlib.drivers.bridge import BridgeDriver
         from pynetlib.drivers.host import HostDriver
         from pynetlib.drivers.null import NullDriver
 
-        self.register_driver("bridge", BridgeDriver(self.ipam))
+        self.register_driver("bridge", BridgeDriver(self.ipam, store=self.store,
+                                                    store_id=self.store_id))
         self.register_driver("host", HostDriver())
         self.register_driver("null", NullDriver())
 
@@ -76,6 +112,10 @@ class Controller:
                 self._host_ns = Netns.current()
                 self._host_sock = NetlinkSocket(self._host_ns)
             return self._host_sock
+
+    def host_netns(self) -> Netns:
+        self.host_socket()
+        return self._host_ns
 
     # -- drivers --------------------------------------------------------------------
     def register_driver(self, network_type: str, driver: Driver) -> None:
@@ -101,6 +141,13 @@ class Controller:
         return d
 
     # -- networks -------------------------------------------------------------------
+    def _handle(self, nid: str, name: str, ntype: str) -> Network:
+        with self._lock:
+            net = self._handles.get(nid)
+            if net is None:
+                net = self._handles[nid] = Network(self, name, nid, ntype, self._driver(ntype))
+            return net
+
     def new_network(self, network_type: str, name: str, options: dict | None = None, *,
                     ipam=None) -> Network:
         check_name(name, "network name")
@@ -110,48 +157,56 @@ class Controller:
             raise BadRequestError("per-network IPAM configuration is not supported yet; "
                                   "the bridge driver takes its subnets from its options")
         driver = self._driver(network_type)
-        with self._lock:
-            self._check_open()
-            if name in self._names or name in self._creating:
-                raise NetworkNameError(name)
-            self._creating.add(name)
+        opts = dict(options or {})
         try:
-            nid = new_id()
-            opts = dict(options or {})
+            stored = dumps(codec.encode(opts))
+        except TypeError as e:
+            raise BadRequestError(f"network options: {e}") from None
+        self._check_open()
+        nid = new_id()
+        with self.store.tx(durable=True) as c:
+            if c.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
+                raise NetworkNameError(name)
+            c.execute("INSERT INTO networks VALUES (?, ?, ?, ?, 'creating')",
+                      (nid, name, network_type, stored))
+        try:
+            failpoint("network.create.before_kernel")
             driver.create_network(nid, opts)
-            net = Network(self, name, nid, network_type, driver, opts)
-            with self._lock:
-                self._networks[nid] = net
-                self._names[name] = nid
-            return net
-        finally:
-            with self._lock:
-                self._creating.discard(name)
+            failpoint("network.create.after_kernel")
+        except BaseException:
+            with self.store.tx(durable=True) as c:
+                c.execute("DELETE FROM networks WHERE id=?", (nid,))
+            raise
+        with self.store.tx(durable=True) as c:
+            c.execute("UPDATE networks SET state='ready' WHERE id=?", (nid,))
+        return self._handle(nid, name, network_type)
 
     def _delete_network(self, net: Network) -> None:
-        with self._lock:
-            if self._networks.get(net.id) is not net:
+        with self.store.tx(durable=True) as c:
+            row = c.execute("SELECT state FROM networks WHERE id=?", (net.id,)).fetchone()
+            if row is None or row[0] != "ready":
                 raise NoSuchNetworkError(net.name)
-            if net.has_endpoints():
+            if c.execute("SELECT 1 FROM endpoints WHERE network_id=? LIMIT 1",
+                         (net.id,)).fetchone():
                 raise ActiveEndpointsError(net.name, net.id)
-            # Hide it while the driver works, so no endpoint can be created meanwhile.
-            del self._networks[net.id]
-            del self._names[net.name]
+            c.execute("UPDATE networks SET state='deleting' WHERE id=?", (net.id,))
+        failpoint("network.delete.before_kernel")
         try:
             net._driver.delete_network(net.id)
         except BaseException:
-            with self._lock:
-                self._networks[net.id] = net
-                self._names[net.name] = net.id
+            with self.store.tx(durable=True) as c:
+                c.execute("UPDATE networks SET state='ready' WHERE id=?", (net.id,))
             raise
-
-    def _network_gone(self, net: Network) -> bool:
+        failpoint("network.delete.after_kernel")
+        with self.store.tx(durable=True) as c:
+            c.execute("DELETE FROM networks WHERE id=?", (net.id,))
         with self._lock:
-            return self._networks.get(net.id) is not net
+            self._handles.pop(net.id, None)
 
     def networks(self) -> list[Network]:
-        with self._lock:
-            return list(self._networks.values())
+        rows = self.store.read().execute(
+            "SELECT id, name, type FROM networks WHERE state='ready'").fetchall()
+        return [self._handle(*r) for r in rows if r[2] in self._drivers]
 
     def walk_networks(self, fn: Callable[[Network], bool]) -> None:
         for net in self.networks():
@@ -161,70 +216,65 @@ class Controller:
     def network_by_name(self, name: str) -> Network:
         if not isinstance(name, str) or not name:
             raise InvalidNameError(name, "a network name cannot be empty")
-        with self._lock:
-            nid = self._names.get(name)
-            net = self._networks.get(nid) if nid else None
-        if net is None:
+        row = self.store.read().execute(
+            "SELECT id, name, type FROM networks WHERE name=? AND state='ready'",
+            (name,)).fetchone()
+        if row is None:
             raise NoSuchNetworkError(name)
-        return net
+        return self._handle(*row)
 
     def network_by_id(self, nid: str) -> Network:
         if not isinstance(nid, str) or not nid:
             raise InvalidIDError(nid, "a network id cannot be empty")
-        with self._lock:
-            net = self._networks.get(nid)
-        if net is None:
+        row = self.store.read().execute(
+            "SELECT id, name, type FROM networks WHERE id=? AND state='ready'",
+            (nid,)).fetchone()
+        if row is None:
             raise NoSuchNetworkError(nid)
-        return net
+        return self._handle(*row)
 
     # -- sandboxes ------------------------------------------------------------------
     def sandboxes(self) -> list[Sandbox]:
-        with self._lock:
-            return list(self._sandboxes.values())
+        rows = self.store.read().execute(
+            "SELECT container_id, key, kind, hosts_path, resolv_conf_path FROM sandboxes"
+        ).fetchall()
+        return [self._sandbox_handle(*r) for r in rows]
 
     def sandbox_by_container(self, container_id: str) -> Sandbox:
-        with self._lock:
-            sb = self._sandboxes.get(container_id)
-        if sb is None:
-            from pynetlib.errors import NotFoundError
-
+        row = self.store.read().execute(
+            "SELECT container_id, key, kind, hosts_path, resolv_conf_path FROM sandboxes "
+            "WHERE container_id=?", (container_id,)).fetchone()
+        if row is None:
             raise NotFoundError(f"no sandbox for container {container_id}")
-        return sb
+        return self._sandbox_handle(*row)
+
+    def _sandbox_handle(self, cid: str, key: str, kind: str, hosts_path=None,
+                        resolv_path=None) -> Sandbox:
+        with self._lock:
+            sb = self._sandboxes.get(cid)
+            if sb is None or sb.key != key:
+                if sb is not None:
+                    sb.close()
+                sb = self._sandboxes[cid] = Sandbox(self, cid, key, kind,
+                                                    os.path.join(self._files_root, cid))
+            sb.hosts_path, sb.resolv_conf_path = hosts_path, resolv_path
+            return sb
+
+    def _drop_sandbox_handle(self, cid: str) -> Sandbox | None:
+        with self._lock:
+            return self._sandboxes.pop(cid, None)
+
+    def _sandbox_endpoints(self, cid: str) -> list:
+        rows = self.store.read().execute(
+            "SELECT e.id, e.name, n.id, n.name, n.type FROM endpoints e JOIN networks n "
+            "ON e.network_id = n.id WHERE e.container_id=? AND e.state IN "
+            "('attaching', 'attached', 'detaching')", (cid,)).fetchall()
+        return [self._handle(nid, nname, ntype)._handle(eid, ename)
+                for eid, ename, nid, nname, ntype in rows]
 
     def _container_lock(self, container_id: str) -> threading.Lock:
         with self._lock:
-            return self._sandbox_locks.setdefault(container_id, threading.Lock())
-
-    def _sandbox_acquire(self, container_id: str, use_default: bool,
-                         netns_path: str | None) -> Sandbox:
-        """The container's sandbox, created on its first join; the caller joins it."""
-        with self._container_lock(container_id):
-            with self._lock:
-                self._check_open()
-                sb = self._sandboxes.get(container_id)
-            if sb is not None:
-                want = "default" if use_default else ("external" if netns_path else None)
-                if (want == "default" and sb.kind != "default") or \
-                        (want == "external" and sb.key != netns_path) or \
-                        (want is None and sb.kind == "default"):
-                    raise BadRequestError(f"container {container_id} already has sandbox "
-                                          f"{sb.key}; a join cannot ask for another")
-                return sb
-            sb = open_sandbox(container_id, netns_dir=self.netns_dir,
-                              files_root=self._files_root, use_default=use_default,
-                              netns_path=netns_path)
-            with self._lock:
-                self._sandboxes[container_id] = sb
-            return sb
-
-    def _sandbox_release(self, sb: Sandbox, ep) -> None:
-        with self._container_lock(sb.container_id):
-            if sb.remove_endpoint(ep) > 0:
-                return
-            with self._lock:
-                if self._sandboxes.get(sb.container_id) is sb:
-                    del self._sandboxes[sb.container_id]
-            sb.destroy()
+            return self._container_locks.setdefault(container_id, threading.Lock())
 
     # -- plumbing for drivers that hand over a host device ----------------------------
     def _move_into_sandbox(self, sb: Sandbox, src: str, dst: str, iface) -> None:
@@ -246,28 +296,30 @@ class Controller:
             raise
 
     def _move_out_of_sandbox(self, sb: Sandbox, src: str, dst: str) -> None:
-        inner = sb.netns.socket()
-        self.host_socket()
+        try:
+            inner = sb.netns.socket()
+        except NotFoundError:
+            return                          # the namespace is gone, and the device with it
+        host_ns = self.host_netns()
         for name in (dst, src):
             if inner.link_exists(name):
                 idx = inner.index(name)
                 inner.link_set(idx, up=False)
                 if name != src:
                     inner.link_set(idx, name=src)
-                inner.link_set(idx, netns=self._host_ns)
+                inner.link_set(idx, netns=host_ns)
                 return
 
     def _add_default_route(self, sb: Sandbox, gateway, ifname: str) -> None:
         sb.netns.socket().route_add(gateway=str(gateway), link=ifname)
 
     def _update_parent_hosts(self, eid: str, name: str, ip: str) -> None:
-        for net in self.networks():
-            for ep in net.endpoints():
-                if ep.id == eid and ep.joined_container:
-                    sb = self._sandboxes.get(ep.joined_container)
-                    if sb is not None and sb.hosts_path:
-                        etchosts.update(sb.hosts_path, ip, name)
-                    return
+        row = self.store.read().execute(
+            "SELECT s.hosts_path FROM endpoints e JOIN sandboxes s ON "
+            "e.container_id = s.container_id WHERE e.id=? AND e.state='attached'",
+            (eid,)).fetchone()
+        if row and row[0]:
+            etchosts.update(row[0], ip, name)
 
     # -- lifetime -------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -275,31 +327,30 @@ class Controller:
             raise BadRequestError("the controller is closed")
 
     def reconcile(self) -> list[str]:
-        """Nothing to reconcile without a persistent store yet: returns the actions taken."""
-        return []
+        """Finish or roll back whatever a crash interrupted, re-create what the kernel
+        lost, remove what pynetlib owns but no record names. Returns what it did."""
+        from pynetlib.reconcile import reconcile
+
+        return reconcile(self)
 
     def audit(self) -> list[str]:
-        """Discrepancies between the controller's records and the kernel (empty: none)."""
-        problems: list[str] = []
-        for net in self.networks():
-            drv = net._driver
-            check = getattr(drv, "audit_network", None)
-            if check is not None:
-                problems += check(net.id, [ep.id for ep in net.endpoints()])
-        with self._lock:
-            sandboxes = list(self._sandboxes.values())
-        for sb in sandboxes:
-            if sb.kind == "owned" and not os.path.exists(sb.key):
-                problems.append(f"sandbox {sb.container_id}: namespace {sb.key} is missing")
-        return problems
+        """Every discrepancy between the store, IPAM and the kernel (empty: none)."""
+        from pynetlib.reconcile import audit
+
+        return audit(self)
 
     def close(self) -> None:
+        """Release this process's handles. Records and kernel objects stay: another
+        controller on the same state directory takes over where this one stopped."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             sock, ns = self._host_sock, self._host_ns
             self._host_sock = self._host_ns = None
+            sandboxes, self._sandboxes = list(self._sandboxes.values()), {}
+        for sb in sandboxes:
+            sb.close()
         for d in list(self._drivers.values()):
             closer = getattr(d, "close", None)
             if closer is not None:
@@ -308,6 +359,7 @@ class Controller:
             sock.close()
         if ns is not None:
             ns.close()
+        self.store.close()
 
     def __enter__(self) -> "Controller":
         return self

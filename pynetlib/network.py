@@ -7,12 +7,15 @@ import secrets
 import threading
 from typing import Callable
 
-from pynetlib import netlabel
+from pynetlib import codec, netlabel
 from pynetlib.driverinfo import EndpointInfo as _DriverEndpointInfo
 from pynetlib.driverinfo import Interface
-from pynetlib.endpoint import Endpoint
-from pynetlib.errors import (BadRequestError, EndpointNameError, InvalidIDError,
-                             InvalidNameError, NoSuchEndpointError)
+from pynetlib.endpoint import Endpoint, interfaces_to_json
+from pynetlib.errors import (ActiveContainerError, BadRequestError, EndpointNameError,
+                             InvalidIDError, InvalidNameError, NoSuchEndpointError,
+                             NoSuchNetworkError)
+from pynetlib.failpoints import failpoint
+from pynetlib.store import dumps
 from pynetlib.kernel import validate
 from pynetlib.names import check_name
 from pynetlib.types import PortBinding, TransportPort
@@ -24,20 +27,36 @@ def new_id() -> str:
 
 
 class Network:
-    def __init__(self, ctrl, name: str, nid: str, ntype: str, driver, options: dict) -> None:
+    """A handle on a network record; the record lives in the store."""
+
+    def __init__(self, ctrl, name: str, nid: str, ntype: str, driver) -> None:
         self._ctrl = ctrl
         self.name = name
         self.id = nid
         self.type = ntype
         self._driver = driver
-        self._options = options
         self._lock = threading.Lock()
-        self._endpoints: dict[str, Endpoint] = {}
-        self._by_name: dict[str, Endpoint] = {}
-        self._creating: set[str] = set()
+        self._handles: dict[str, Endpoint] = {}
 
     def __repr__(self) -> str:
         return f"<Network {self.name} {self.id[:12]} type={self.type}>"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Network) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _handle(self, eid: str, name: str) -> Endpoint:
+        with self._lock:
+            ep = self._handles.get(eid)
+            if ep is None:
+                ep = self._handles[eid] = Endpoint(self, name, eid)
+            return ep
+
+    def _forget(self, eid: str) -> None:
+        with self._lock:
+            self._handles.pop(eid, None)
 
     # -- endpoints ------------------------------------------------------------------
     def create_endpoint(self, name: str, options: dict | None = None, *, ipv4=None, ipv6=None,
@@ -49,39 +68,48 @@ class Network:
             validate.mac(mac)
             opts[netlabel.MAC_ADDRESS] = mac.lower()
         assigned = _static_interface(ipv4, ipv6, opts.get(netlabel.MAC_ADDRESS))
-        with self._lock:
-            if self._ctrl._network_gone(self):
-                raise BadRequestError(f"network {self.name} was deleted")
-            if name in self._by_name or name in self._creating:
-                raise EndpointNameError(name)
-            self._creating.add(name)
         try:
-            eid = new_id()
+            stored_opts = dumps(codec.encode(opts))
+        except TypeError as e:
+            raise BadRequestError(f"endpoint options: {e}") from None
+        store = self._ctrl.store
+        eid = new_id()
+        with store.tx() as c:
+            row = c.execute("SELECT state FROM networks WHERE id=?", (self.id,)).fetchone()
+            if row is None or row[0] != "ready":
+                raise NoSuchNetworkError(self.name)
+            if c.execute("SELECT 1 FROM endpoints WHERE network_id=? AND name=?",
+                         (self.id, name)).fetchone():
+                raise EndpointNameError(name)
             info = _DriverEndpointInfo([assigned] if assigned else None)
             self._driver.create_endpoint(self.id, eid, info, opts)
             if assigned is not None and assigned.is_open():
                 assigned.complete()      # nothing more will be filled in
-            ep = Endpoint(self, name, eid, info, opts)
-            with self._lock:
-                self._endpoints[eid] = ep
-                self._by_name[name] = ep
-            return ep
-        finally:
-            with self._lock:
-                self._creating.discard(name)
+            c.execute("INSERT INTO endpoints (id, network_id, name, options, interfaces, "
+                      "state) VALUES (?, ?, ?, ?, ?, 'created')",
+                      (eid, self.id, name, stored_opts, interfaces_to_json(info.interfaces())))
+        failpoint("endpoint.create.after_store")
+        return self._handle(eid, name)
 
     def _delete_endpoint(self, ep: Endpoint) -> None:
-        with self._lock:
-            if self._endpoints.get(ep.id) is not ep:
-                raise NoSuchEndpointError(ep.id)
-        self._driver.delete_endpoint(self.id, ep.id)
-        with self._lock:
-            self._endpoints.pop(ep.id, None)
-            self._by_name.pop(ep.name, None)
+        store = self._ctrl.store
+        with ep._lock:
+            with store.tx() as c:
+                row = c.execute("SELECT state, container_id FROM endpoints WHERE id=?",
+                                (ep.id,)).fetchone()
+                if row is None:
+                    raise NoSuchEndpointError(ep.id)
+                if row[0] != "created":
+                    raise ActiveContainerError(ep.name, row[1] or "")
+                failpoint("endpoint.delete.before_store")
+                self._driver.delete_endpoint(self.id, ep.id)
+                c.execute("DELETE FROM endpoints WHERE id=?", (ep.id,))
+            self._forget(ep.id)
 
     def endpoints(self) -> list[Endpoint]:
-        with self._lock:
-            return list(self._endpoints.values())
+        rows = self._ctrl.store.read().execute(
+            "SELECT id, name FROM endpoints WHERE network_id=?", (self.id,)).fetchall()
+        return [self._handle(eid, name) for eid, name in rows]
 
     def walk_endpoints(self, fn: Callable[[Endpoint], bool]) -> None:
         for ep in self.endpoints():
@@ -91,24 +119,20 @@ class Network:
     def endpoint_by_name(self, name: str) -> Endpoint:
         if not isinstance(name, str) or not name:
             raise InvalidNameError(name, "an endpoint name cannot be empty")
-        with self._lock:
-            ep = self._by_name.get(name)
-        if ep is None:
+        row = self._ctrl.store.read().execute(
+            "SELECT id FROM endpoints WHERE network_id=? AND name=?", (self.id, name)).fetchone()
+        if row is None:
             raise NoSuchEndpointError(name)
-        return ep
+        return self._handle(row[0], name)
 
     def endpoint_by_id(self, eid: str) -> Endpoint:
         if not isinstance(eid, str) or not eid:
             raise InvalidIDError(eid, "an endpoint id cannot be empty")
-        with self._lock:
-            ep = self._endpoints.get(eid)
-        if ep is None:
+        row = self._ctrl.store.read().execute(
+            "SELECT name FROM endpoints WHERE network_id=? AND id=?", (self.id, eid)).fetchone()
+        if row is None:
             raise NoSuchEndpointError(eid)
-        return ep
-
-    def has_endpoints(self) -> bool:
-        with self._lock:
-            return bool(self._endpoints) or bool(self._creating)
+        return self._handle(eid, row[0])
 
     # -- delete ---------------------------------------------------------------------
     def delete(self) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 
 from pynetlib.errors import BadRequestError
 from pynetlib.etchosts import check_hostname, path_lock, write_atomic

@@ -12,17 +12,19 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import contextlib
 import secrets
 import threading
 from dataclasses import dataclass, field
 
-from pynetlib import netlabel
+from pynetlib import codec, netlabel
 from pynetlib.driverapi import Driver
 from pynetlib.drivers.bridge.config import (DriverConfig, InvalidConfigError, NetworkConfig,
                                             parse_driver_config, parse_network_config)
-from pynetlib.errors import (ActiveEndpointsError, BadRequestError, ForbiddenError,
+from pynetlib.errors import (ActiveEndpointsError, ForbiddenError,
                              IPOutOfRangeError, NotFoundError)
 from pynetlib.kernel import NetlinkSocket, attach_veth, validate
+from pynetlib.store import dumps, loads
 from pynetlib.types import PortBinding, TransportPort
 
 log = logging.getLogger(__name__)
@@ -34,12 +36,23 @@ _ENDPOINT_OPTIONS = {netlabel.PORT_MAP, netlabel.EXPOSED_PORTS, netlabel.MAC_ADD
                      netlabel.GENERIC_DATA}
 
 
-def network_tag(nid: str) -> str:
-    return f"{TAG}:network:{nid}"
+def network_tag(store_id: str, nid: str) -> str:
+    """IFLA_IFALIAS of a network's bridge: pynetlib, the store, the network."""
+    return f"{TAG}:{store_id}:network:{nid}"
 
 
-def endpoint_tag(nid: str, eid: str) -> str:
-    return f"{TAG}:endpoint:{nid[:12]}:{eid}"
+def endpoint_tag(store_id: str, eid: str) -> str:
+    """IFLA_IFALIAS of an endpoint's host-side veth."""
+    return f"{TAG}:{store_id}:endpoint:{eid}"
+
+
+def parse_device_tag(alias: str) -> tuple[str, str, str] | None:
+    """(store id, "network"|"endpoint", id) of a pynetlib tag, else None."""
+    parts = alias.split(":")
+    if len(parts) == 4 and parts[0] == TAG and parts[2] in ("network", "endpoint") and \
+            len(parts[1]) == 8 and len(parts[3]) == 64:
+        return parts[1], parts[2], parts[3]
+    return None
 
 
 def host_ifname(eid: str) -> str:
@@ -63,7 +76,15 @@ class _Endpoint:
     v6: ipaddress.IPv6Interface | None
     bindings: list[PortBinding] = field(default_factory=list)
     exposed: list[TransportPort] = field(default_factory=list)
-    joined: bool = False
+
+    def to_json(self) -> dict:
+        return codec.encode({"eid": self.eid, "mac": self.mac, "v4": self.v4, "v6": self.v6,
+                             "bindings": self.bindings, "exposed": self.exposed})
+
+    @classmethod
+    def from_json(cls, d) -> "_Endpoint":
+        d = codec.decode(d)
+        return cls(d["eid"], d["mac"], d["v4"], d["v6"], d["bindings"], d["exposed"])
 
 
 @dataclass
@@ -86,18 +107,101 @@ class _Network:
     macs: dict[str, str] = field(default_factory=dict)      # MAC -> endpoint id
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    _SAVED = ("nid", "bridge", "pool4", "subnet4", "bridge_ip4", "gateway4", "reserved4",
+              "pool6", "subnet6", "gateway6", "reserved6", "firewall")
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in self._SAVED}
+        d["cfg"] = {f: getattr(self.cfg, f) for f in self.cfg.__dataclass_fields__}
+        return codec.encode(d)
+
+    @classmethod
+    def from_json(cls, d) -> "_Network":
+        d = codec.decode(d)
+        cfg = NetworkConfig(**d.pop("cfg"))
+        return cls(cfg=cfg, **{k: d[k] for k in cls._SAVED})
+
 
 class BridgeDriver(Driver):
     type = "bridge"
 
-    def __init__(self, ipam, *, firewall=None, port_allocator=None) -> None:
+    def __init__(self, ipam, *, store=None, store_id: str = "00000000", firewall=None,
+                 port_allocator=None) -> None:
         self._ipam = ipam
+        self._store = store
+        self._sid = store_id
         self._cfg: DriverConfig | None = None
         self._lock = threading.Lock()
         self._networks: dict[str, _Network] = {}
         self._sock: NetlinkSocket | None = None
         self._firewall = firewall
         self._ports = port_allocator
+
+    # -- persistence (the driver's records: kv rows of owner "bridge") -------------------
+    def _tx(self):
+        if self._store is None:
+            return contextlib.nullcontext()
+        return self._store.tx()
+
+    def _save_net(self, net: _Network) -> None:
+        if self._store is not None:
+            with self._store.tx() as c:
+                c.execute("INSERT OR REPLACE INTO kv VALUES ('bridge', ?, ?)",
+                          ("net/" + net.nid, dumps(net.to_json())))
+                self._store.on_rollback(lambda: self._forget(net.nid))
+
+    def _save_ep(self, net: _Network, ep: _Endpoint) -> None:
+        if self._store is not None:
+            with self._store.tx() as c:
+                c.execute("INSERT OR REPLACE INTO kv VALUES ('bridge', ?, ?)",
+                          (f"ep/{net.nid}/{ep.eid}", dumps(ep.to_json())))
+                self._store.on_rollback(lambda: self._forget(net.nid))
+
+    def _drop_records(self, nid: str, eid: str | None = None) -> None:
+        if self._store is not None:
+            with self._store.tx() as c:
+                if eid is None:
+                    c.execute("DELETE FROM kv WHERE owner='bridge' AND (key=? OR key LIKE ?)",
+                              ("net/" + nid, f"ep/{nid}/%"))
+                else:
+                    c.execute("DELETE FROM kv WHERE owner='bridge' AND key=?",
+                              (f"ep/{nid}/{eid}",))
+                self._store.on_rollback(lambda: self._forget(nid))
+
+    def _forget(self, nid: str) -> None:
+        """Drop the in-memory copy of a network; the next use reloads the records."""
+        with self._lock:
+            self._networks.pop(nid, None)
+
+    def _load(self, nid: str) -> _Network | None:
+        if self._store is None:
+            return None
+        c = self._store.read()
+        row = c.execute("SELECT value FROM kv WHERE owner='bridge' AND key=?",
+                        ("net/" + nid,)).fetchone()
+        if row is None:
+            return None
+        net = _Network.from_json(loads(row[0], "bridge network"))
+        for (v,) in c.execute("SELECT value FROM kv WHERE owner='bridge' AND key LIKE ?",
+                              (f"ep/{nid}/%",)):
+            ep = _Endpoint.from_json(loads(v, "bridge endpoint"))
+            net.endpoints[ep.eid] = ep
+            net.macs[ep.mac.lower()] = ep.eid
+        return net
+
+    def _ep(self, net: _Network, eid: str) -> _Endpoint:
+        ep = net.endpoints.get(eid)
+        if ep is None and self._store is not None:
+            row = self._store.read().execute(
+                "SELECT value FROM kv WHERE owner='bridge' AND key=?",
+                (f"ep/{net.nid}/{eid}",)).fetchone()
+            if row is not None:
+                ep = _Endpoint.from_json(loads(row[0], "bridge endpoint"))
+                net.endpoints[eid] = ep
+                net.macs[ep.mac.lower()] = eid
+        if ep is None:
+            raise NotFoundError(f"endpoint {eid} not found")
+        return ep
 
     # -- services, made on first use in the namespace the driver works in -------------
     def _host(self) -> NetlinkSocket:
@@ -117,14 +221,24 @@ class BridgeDriver(Driver):
     def _port_alloc(self):
         with self._lock:
             if self._ports is None:
-                from pynetlib.drivers.bridge.portalloc import PortAllocator
+                if self._store is not None:
+                    from pynetlib.drivers.bridge.portstore import PersistentPorts
 
-                self._ports = PortAllocator()
+                    self._ports = PersistentPorts(self._store)
+                else:
+                    from pynetlib.drivers.bridge.portalloc import PortAllocator
+
+                    self._ports = PortAllocator()
             return self._ports
 
     def _net(self, nid: str) -> _Network:
         with self._lock:
             n = self._networks.get(nid)
+        if n is None:
+            n = self._load(nid)
+            if n is not None:
+                with self._lock:
+                    n = self._networks.setdefault(nid, n)
         if n is None:
             raise NotFoundError(f"bridge network {nid} not found")
         return n
@@ -165,14 +279,15 @@ class BridgeDriver(Driver):
             self._networks[nid] = net       # claims the bridge name while we work
         undo: list = []
         try:
-            self._allocate_subnets(net, undo)
+            with self._tx():
+                self._allocate_subnets(net, undo)
+                net.firewall = self._iptables(cfg)
+                self._save_net(net)      # the intent: reconcile can undo from here on
+            undo.append(lambda: self._drop_records(nid))
             self._make_bridge(net, undo)
-            if self._iptables(cfg):
-                self._fw().add_network(nid, bridge, net.subnet4, net.subnet6,
-                                       masquerade=cfg.EnableIPMasquerade, icc=cfg.EnableICC,
-                                       internal=cfg.Internal)
-                net.firewall = True
+            if net.firewall:
                 undo.append(lambda: self._fw().remove_network(nid))
+                self._install_rules(net)
         except BaseException:
             for fn in reversed(undo):
                 try:
@@ -182,6 +297,25 @@ class BridgeDriver(Driver):
             with self._lock:
                 self._networks.pop(nid, None)
             raise
+
+    def _install_rules(self, net: _Network) -> None:
+        cfg = net.cfg
+        self._fw().add_network(net.nid, net.bridge, net.subnet4, net.subnet6,
+                               masquerade=cfg.EnableIPMasquerade, icc=cfg.EnableICC,
+                               internal=cfg.Internal)
+
+    def ensure_network(self, nid: str) -> list[str]:
+        """Re-create what the kernel lost of a network (its bridge, addresses, rules),
+        e.g. after a reboot. Returns what it did."""
+        net = self._net(nid)
+        done = []
+        host = self._host()
+        if not host.link_exists(net.bridge):
+            done.append(f"re-created bridge {net.bridge} of network {nid}")
+        self._make_bridge(net, [])
+        if net.firewall:
+            self._install_rules(net)
+        return done
 
     def _allocate_subnets(self, net: _Network, undo: list) -> None:
         from pynetlib.ipam import LOCAL_DEFAULT
@@ -225,7 +359,7 @@ class BridgeDriver(Driver):
 
     def _make_bridge(self, net: _Network, undo: list) -> None:
         host = self._host()
-        tag = network_tag(net.nid)
+        tag = network_tag(self._sid, net.nid)
         try:
             info = host.link_get(net.bridge)
         except OSError as e:
@@ -255,7 +389,10 @@ class BridgeDriver(Driver):
         net.bridge_index = host.link_get(net.bridge).index
 
     def delete_network(self, nid: str) -> None:
-        net = self._net(nid)
+        try:
+            net = self._net(nid)
+        except NotFoundError:
+            return                   # nothing of it was ever recorded (or already gone)
         with net.lock:
             if net.endpoints:
                 raise ActiveEndpointsError(nid, nid)
@@ -267,25 +404,35 @@ class BridgeDriver(Driver):
             except Exception as e:
                 errors.append(e)
 
+        # Kernel first (each step idempotent), then the records in one transaction.
         if net.firewall:
             attempt(lambda: self._fw().remove_network(nid))
         attempt(lambda: self._delete_bridge(net))
-        for gw in net.reserved4:
-            attempt(lambda gw=gw: self._ipam.release_address(net.pool4, gw))
-        if net.pool4:
-            attempt(lambda: self._ipam.release_address(net.pool4, net.bridge_ip4.ip))
-            attempt(lambda: self._ipam.release_pool(net.pool4))
-        for gw in net.reserved6:
-            attempt(lambda gw=gw: self._ipam.release_address(net.pool6, gw))
-        if net.pool6:
-            attempt(lambda: self._ipam.release_pool(net.pool6))
+        if errors:
+            raise errors[0]
+        from pynetlib.ipam.allocator import PoolNotFoundError
+
+        with self._tx():
+            for pool, addrs in ((net.pool4, net.reserved4 + ([net.bridge_ip4.ip]
+                                                             if net.bridge_ip4 else [])),
+                                (net.pool6, net.reserved6)):
+                if not pool:
+                    continue
+                try:
+                    for a in addrs:
+                        self._ipam.release_address(pool, a)
+                    self._ipam.release_pool(pool)
+                except PoolNotFoundError:
+                    pass
+            self._drop_records(nid)
         with self._lock:
             self._networks.pop(nid, None)
             last = not self._networks
         if last and net.firewall:
-            attempt(self._destroy_firewall_if_unused)
-        if errors:
-            raise errors[0]
+            try:
+                self._destroy_firewall_if_unused()
+            except Exception:
+                log.exception("removing pynetlib's nftables tables")
 
     def _destroy_firewall_if_unused(self) -> None:
         """Remove pynetlib's tables once no network (of any process) has rules there."""
@@ -306,7 +453,7 @@ class BridgeDriver(Driver):
             if e.errno == errno.ENODEV:
                 return
             raise
-        if info.alias == network_tag(net.nid):
+        if info.alias == network_tag(self._sid, net.nid):
             host.link_delete(info.index)
 
     # -- endpoints ------------------------------------------------------------------
@@ -319,13 +466,14 @@ class BridgeDriver(Driver):
         exposed = list(options.get(netlabel.EXPOSED_PORTS, []))
         mac = options.get(netlabel.MAC_ADDRESS)
         undo: list = []
-        with net.lock:
+        with net.lock, self._tx():
             if eid in net.endpoints:
                 raise ForbiddenError(f"endpoint {eid} exists")
             try:
                 ep = self._reserve_addresses(net, eid, ep_info, mac, undo)
                 ep.bindings = self._reserve_ports(net, ep, bindings, undo)
                 ep.exposed = exposed
+                self._save_ep(net, ep)
             except BaseException:
                 for fn in reversed(undo):
                     try:
@@ -395,6 +543,12 @@ class BridgeDriver(Driver):
     def _check_mac(self, net: _Network, mac: str) -> None:
         validate.mac(mac)
         other = net.macs.get(mac.lower())
+        if other is None and self._store is not None:
+            # another process may have taken it: the records are the truth
+            row = self._store.read().execute(
+                "SELECT key FROM kv WHERE owner='bridge' AND key LIKE ? AND value LIKE ?",
+                (f"ep/{net.nid}/%", f'%"mac":"{mac.lower()}"%')).fetchone()
+            other = row[0].rsplit("/", 1)[1] if row else None
         if other is not None:
             raise ForbiddenError(f"MAC address {mac} is in use by endpoint {other} "
                                  "in this network")
@@ -414,34 +568,23 @@ class BridgeDriver(Driver):
 
     def delete_endpoint(self, nid: str, eid: str) -> None:
         net = self._net(nid)
-        with net.lock:
-            ep = net.endpoints.get(eid)
-            if ep is None:
-                raise NotFoundError(f"endpoint {eid} not found")
-            if ep.joined:
-                raise ForbiddenError(f"endpoint {eid} is still joined")
-            errors = []
+        with net.lock, self._tx():
+            ep = self._ep(net, eid)
             if ep.bindings:
                 alloc = self._port_alloc()
                 for b in ep.bindings:
                     alloc.release(b.proto, b.host_ip, b.host_port)
             for pool, iface in ((net.pool4, ep.v4), (net.pool6, ep.v6)):
                 if iface is not None and pool is not None:
-                    try:
-                        self._ipam.release_address(pool, iface.ip)
-                    except Exception as e:
-                        errors.append(e)
+                    self._ipam.release_address(pool, iface.ip)
+            self._drop_records(nid, eid)
             del net.endpoints[eid]
             net.macs.pop(ep.mac.lower(), None)
-        if errors:
-            raise errors[0]
 
     def endpoint_oper_info(self, nid: str, eid: str) -> dict:
         net = self._net(nid)
         with net.lock:
-            ep = net.endpoints.get(eid)
-            if ep is None:
-                raise NotFoundError(f"endpoint {eid} not found")
+            ep = self._ep(net, eid)
             return {netlabel.PORT_MAP: list(ep.bindings), netlabel.MAC_ADDRESS: ep.mac,
                     netlabel.EXPOSED_PORTS: list(ep.exposed)}
 
@@ -449,11 +592,7 @@ class BridgeDriver(Driver):
     def join(self, nid: str, eid: str, sbox_key: str, jinfo, options: dict) -> None:
         net = self._net(nid)
         with net.lock:
-            ep = net.endpoints.get(eid)
-            if ep is None:
-                raise NotFoundError(f"endpoint {eid} not found")
-            if ep.joined:
-                raise ForbiddenError(f"endpoint {eid} is already joined")
+            ep = self._ep(net, eid)
         target = jinfo.plumb_target()
         hname = host_ifname(eid)
         host = self._host()
@@ -463,12 +602,12 @@ class BridgeDriver(Driver):
                         gateway=net.gateway4 if (target.route4 and ep.v4) else None,
                         address6=ep.v6,
                         gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
-                        alias=endpoint_tag(nid, eid), lo_up=False)
+                        alias=endpoint_tag(self._sid, eid), lo_up=False)
             jinfo.plumbed(1, target.ifname)
         else:
             peer = "pnp" + eid[:12]
             host.veth_create(hname, peer, mac=None, peer_mac=ep.mac, mtu=net.cfg.Mtu or None,
-                             master=net.bridge, up=True, alias=endpoint_tag(nid, eid))
+                             master=net.bridge, up=True, alias=endpoint_tag(self._sid, eid))
             jinfo.interface_names()[0].set_names(peer, "eth0")
         try:
             if ep.v4 is not None:
@@ -486,18 +625,16 @@ class BridgeDriver(Driver):
         except BaseException:
             self._unplug(net, ep, hname)
             raise
-        with net.lock:
-            ep.joined = True
 
     def leave(self, nid: str, eid: str) -> None:
-        net = self._net(nid)
-        with net.lock:
-            ep = net.endpoints.get(eid)
-            if ep is None:
-                raise NotFoundError(f"endpoint {eid} not found")
+        """Unplug: rules, then the device. Idempotent: what is gone already is fine."""
+        try:
+            net = self._net(nid)
+            with net.lock:
+                ep = self._ep(net, eid)
+        except NotFoundError:
+            return
         self._unplug(net, ep, host_ifname(eid))
-        with net.lock:
-            ep.joined = False
 
     def _unplug(self, net: _Network, ep: _Endpoint, hname: str) -> None:
         """Reverse of join, best effort, in reverse order: rules, then the device."""
@@ -521,40 +658,64 @@ class BridgeDriver(Driver):
             raise errors[0]
 
     # -- audit ----------------------------------------------------------------------
-    def audit_network(self, nid: str, endpoint_ids: list[str]) -> list[str]:
+    def audit_network(self, nid: str, endpoints: dict[str, str]) -> list[str]:
+        """Discrepancies of one network; ``endpoints``: the controller's endpoint id ->
+        state."""
         problems = []
         try:
             net = self._net(nid)
         except NotFoundError:
-            return [f"network {nid}: unknown to the bridge driver"]
+            return [f"network {nid}: no bridge driver record"]
         host = self._host()
         try:
             info = host.link_get(net.bridge)
-            if info.alias != network_tag(nid):
+            if info.alias != network_tag(self._sid, nid):
                 problems.append(f"network {nid}: bridge {net.bridge} is not tagged as ours")
         except OSError:
             problems.append(f"network {nid}: bridge {net.bridge} is missing")
         with net.lock:
-            eps = dict(net.endpoints)
-        if set(eps) != set(endpoint_ids):
-            problems.append(f"network {nid}: driver endpoints {sorted(eps)} differ from the "
-                            f"controller's {sorted(endpoint_ids)}")
+            recorded = {eid for eid in endpoints}
+            for eid in recorded:
+                try:
+                    self._ep(net, eid)
+                except NotFoundError:
+                    problems.append(f"endpoint {eid}: no bridge driver record")
+            extra = set(net.endpoints) - recorded
+        for eid in sorted(extra):
+            problems.append(f"endpoint {eid}: a bridge driver record without an endpoint")
+        joined = {eid for eid, st in endpoints.items() if st == "attached"}
         if net.firewall:
             from pynetlib.drivers.bridge.firewall import parse_tag
 
             mine = [parse_tag(o.get("tag", "")) for o in self._fw().owned_rules()]
             if not any(t and t.get("network") == nid for t in mine):
                 problems.append(f"network {nid}: its firewall rules are missing")
-            stale = {t["endpoint"] for t in mine if t and t["kind"] == "endpoint"
-                     and nid.startswith(t["network"]) and
-                     not (t["endpoint"] in eps and eps[t["endpoint"]].joined)}
-            for eid in sorted(stale):
-                problems.append(f"endpoint {eid}: port-mapping rules without a joined "
-                                "endpoint")
-        for ep in eps.values():
-            present = host.link_exists(host_ifname(ep.eid))
-            if ep.joined and not present:
-                problems.append(f"endpoint {ep.eid}: joined but its veth is missing")
-            if not ep.joined and present:
-                problems.append(f"endpoint {ep.eid}: not joined but its veth exists")
+            for t in mine:
+                if t and t["kind"] == "endpoint" and nid.startswith(t["network"]) and \
+                        t["endpoint"] not in joined:
+                    problems.append(f"endpoint {t['endpoint']}: port-mapping rules without "
+                                    "a joined endpoint")
+        for eid, st in endpoints.items():
+            name = host_ifname(eid)
+            try:
+                dev = host.link_get(name)
+            except OSError:
+                dev = None
+            if st == "attached":
+                if dev is None:
+                    problems.append(f"endpoint {eid}: joined but its veth {name} is missing")
+                elif dev.master != net.bridge_index:
+                    problems.append(f"endpoint {eid}: veth {name} is not on {net.bridge}")
+            elif st == "created" and dev is not None:
+                problems.append(f"endpoint {eid}: not joined but its veth {name} exists")
         return problems
+
+    def owned_devices(self) -> list[tuple[str, str, str, int]]:
+        """(kind, id, name, ifindex) of every device in the host namespace tagged with
+        this store's id: for reconcile and audit."""
+        out = []
+        for link in self._host().links():
+            t = parse_device_tag(link.alias) if link.alias else None
+            if t is not None and t[0] == self._sid:
+                out.append((t[1], t[2], link.name, link.index))
+        return out

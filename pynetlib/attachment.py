@@ -1,0 +1,345 @@
+"""Join and leave: the endpoint/sandbox state machine.
+
+join:  created --(intent: attaching, sandbox record)--> kernel work --> attached
+leave: attached --(intent: detaching)--> kernel work --> created (sandbox record gone
+       with its last endpoint)
+
+The intent is committed before the kernel is touched, with everything reconcile needs
+to undo or finish the step after a crash: the sandbox key, the interface name chosen
+inside the sandbox, and whether this endpoint provides the default routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pynetlib import etchosts, resolvconf
+from pynetlib.driverinfo import JoinInfo, PlumbTarget
+from pynetlib.endpoint import ContainerData
+from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerIDError,
+                             InvalidJoinError, NoContainerError, NoSuchEndpointError,
+                             NoSuchNetworkError)
+from pynetlib.failpoints import failpoint
+from pynetlib.names import check_container_id
+from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, prepare_files_dir, sandbox_key
+from pynetlib.store import dumps, loads
+
+log = logging.getLogger(__name__)
+LIVE_STATES = ("attaching", "attached", "detaching")
+
+
+# -- join ----------------------------------------------------------------------------------
+
+def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=None,
+         resolv_conf_path=None, extra_hosts=(), dns=(), dns_search=(), parent_updates=(),
+         use_default_sandbox=False, netns_path=None, generic=None) -> ContainerData:
+    check_container_id(container_id)
+    if generic is not None and not isinstance(generic, dict):
+        raise BadRequestError("generic join options must be a dict")
+    extra = _records(extra_hosts, "extra_hosts")
+    parents = _parent_updates(parent_updates)
+    for p in (hosts_path, resolv_conf_path):
+        if p is not None and (not isinstance(p, str) or not os.path.isabs(p)):
+            raise BadRequestError(f"invalid file path {p!r}: an absolute path")
+    if hostname is not None:
+        etchosts.check_hostname(hostname)
+    if domainname is not None:
+        etchosts.check_hostname(domainname, "domain name")
+    for d in dns:
+        etchosts.check_ip(d, "DNS server")
+    net = ep._net
+    ctrl = net._ctrl
+    ctrl._check_open()
+    key, kind = sandbox_key(ctrl.store_id, container_id, ctrl.netns_dir, use_default_sandbox,
+                            netns_path)
+    with ep._lock, ctrl._container_lock(container_id):
+        plan, new_sandbox = _intent(ctrl, net, ep, container_id, key, kind, use_default_sandbox,
+                                    netns_path)
+        key, kind = plan["sandbox_key"], plan["kind"]
+        sb = ctrl._sandbox_handle(container_id, key, kind)
+        done = None
+        try:
+            failpoint("endpoint.join.before_kernel")
+            if new_sandbox:
+                prepare_files_dir(sb.files_dir)
+                if kind == OWNED:
+                    sb.create_namespace(ctrl.netns_dir)
+            done = _plumb(ctrl, net, ep, sb, plan, dict(generic or {}))
+            paths = _write_files(ep, sb, done["jinfo"], new_sandbox, hostname, domainname,
+                                 hosts_path, resolv_conf_path, extra, dns, dns_search)
+            for eid, name, ip in parents:
+                ctrl._update_parent_hosts(eid, name, ip)
+            failpoint("endpoint.join.after_kernel")
+        except BaseException:
+            if done is not None:
+                _unplumb(ctrl, net, ep, sb, done["record"], raise_=False)
+            _abort_join(ctrl, ep, sb, container_id, new_sandbox)
+            raise
+        with ctrl.store.tx() as c:
+            c.execute("UPDATE endpoints SET state='attached', join_info=? WHERE id=?",
+                      (dumps(done["record"]), ep.id))
+            c.execute("UPDATE sandboxes SET hosts_path=?, resolv_conf_path=? WHERE "
+                      "container_id=?", (paths[0], paths[1], container_id))
+        sb.hosts_path, sb.resolv_conf_path = paths
+        return ContainerData(key)
+
+
+def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
+    """Commit 'attaching' with the plan; returns (plan, whether the sandbox is new)."""
+    with ctrl.store.tx() as c:
+        row = c.execute("SELECT state, container_id, interfaces FROM endpoints WHERE id=?",
+                        (ep.id,)).fetchone()
+        if row is None:
+            raise NoSuchEndpointError(ep.id)
+        if row[0] != "created":
+            raise InvalidJoinError()
+        nrow = c.execute("SELECT state FROM networks WHERE id=?", (net.id,)).fetchone()
+        if nrow is None or nrow[0] != "ready":
+            raise NoSuchNetworkError(net.name)
+        sb = c.execute("SELECT key, kind FROM sandboxes WHERE container_id=?",
+                       (cid,)).fetchone()
+        new = sb is None
+        if new:
+            c.execute("INSERT INTO sandboxes (container_id, key, kind) VALUES (?, ?, ?)",
+                      (cid, key, kind))
+        else:
+            want = DEFAULT if use_default else EXTERNAL if netns_path else OWNED
+            if sb[1] != want or (want == EXTERNAL and sb[0] != key):
+                raise BadRequestError(f"container {cid} already has sandbox {sb[0]}; a join "
+                                      "cannot ask for another")
+            key, kind = sb
+        used, gw4, gw6 = set(), False, False
+        for (j,) in c.execute("SELECT join_info FROM endpoints WHERE container_id=? AND "
+                              "state IN ('attaching', 'attached', 'detaching') AND id != ?",
+                              (cid, ep.id)):
+            info = loads(j, "join info") or {}
+            used.update(info.get("ifnames", []))
+            gw4 |= bool(info.get("gw_owner", [False, False])[0])
+            gw6 |= bool(info.get("gw_owner", [False, False])[1])
+        ifname = None
+        if kind != DEFAULT and loads(row[2], "endpoint interfaces"):
+            i = 0
+            while f"eth{i}" in used:
+                i += 1
+            ifname = f"eth{i}"
+        plan = {"sandbox_key": key, "kind": kind, "ifname": ifname, "used": sorted(used),
+                "route4": not gw4, "route6": not gw6, "ifnames": [ifname] if ifname else []}
+        c.execute("UPDATE endpoints SET state='attaching', container_id=?, join_info=? "
+                  "WHERE id=?", (cid, dumps(plan), ep.id))
+    return plan, new
+
+
+def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
+    """The driver's join and the controller's share of the plumbing."""
+    ifaces = ep._interfaces()
+    by_id = {i.id(): i for i in ifaces}
+    target = None
+    if plan["ifname"]:
+        target = PlumbTarget(sb.netns, plan["ifname"], plan["route4"], plan["route6"])
+    jinfo = JoinInfo(ifaces, target)
+    driver = net._driver
+    driver.join(net.id, ep.id, sb.key, jinfo, generic)
+    moved: list[tuple[str, str]] = []
+    used = set(plan["used"])
+    ifnames = [target.ifname] if target else []
+    try:
+        plumbed = [n for n in jinfo.interface_names() if n.plumbed]
+        if plumbed and (len(plumbed) > 1 or target is None or
+                        plumbed[0].dst_name != target.ifname):
+            raise BadRequestError("a driver plumbs at most one interface per join, under "
+                                  "the name its plumb target gives")
+        for n in jinfo.interface_names():
+            if n.plumbed or n.src_name is None:
+                continue
+            if n.dst_name in used:
+                raise ForbiddenError(f"interface {n.dst_name} already exists in sandbox "
+                                     f"{sb.key}")
+            if n.dst_name not in ifnames:
+                ifnames.append(n.dst_name)
+            ctrl._move_into_sandbox(sb, n.src_name, n.dst_name, by_id[n.id()])
+            moved.append((n.src_name, n.dst_name))
+        gw_owner = _gateways(ctrl, sb, jinfo, target if plumbed else None, moved, plan)
+    except BaseException:
+        for src, dst in reversed(moved):
+            try:
+                ctrl._move_out_of_sandbox(sb, src, dst)
+            except Exception:
+                log.exception("moving %s out of %s", dst, sb.key)
+        driver.leave(net.id, ep.id)
+        raise
+    placed = {n.dst_name for n in jinfo.interface_names() if n.plumbed or n.src_name}
+    ifnames = [n for n in ifnames if n in placed]
+    record = {"sandbox_key": sb.key, "kind": sb.kind, "ifnames": ifnames,
+              "moved": [list(m) for m in moved], "gw_owner": list(gw_owner),
+              "gateway": str(jinfo.gateway) if jinfo.gateway else None,
+              "gateway6": str(jinfo.gateway_ipv6) if jinfo.gateway_ipv6 else None}
+    return {"jinfo": jinfo, "record": record}
+
+
+def _gateways(ctrl, sb, jinfo, target, moved, plan) -> tuple[bool, bool]:
+    """Default routes come from the first endpoint of the sandbox that offers them:
+    either the driver installed them while plumbing (``target``), or the controller
+    adds them on the first device it moved in."""
+    if sb.kind == DEFAULT:
+        return False, False
+    own = []
+    for gw, free, done in ((jinfo.gateway, plan["route4"], target and target.route4),
+                           (jinfo.gateway_ipv6, plan["route6"], target and target.route6)):
+        if gw is None or not free or not (done or moved):
+            own.append(False)
+            continue
+        if not done:
+            ctrl._add_default_route(sb, gw, moved[0][1])
+        own.append(True)
+    return own[0], own[1]
+
+
+def _write_files(ep, sb, jinfo, first, hostname, domainname, hosts_path, resolv_conf_path,
+                 extra, dns, dns_search) -> tuple[str, str]:
+    ifaces = ep._interfaces()
+    v4 = next((i.address() for i in ifaces if i.address() is not None), None)
+    v6 = any(i.address_ipv6() is not None for i in ifaces)
+    hp = hosts_path or sb.hosts_path or os.path.join(sb.files_dir, "hosts")
+    rp = resolv_conf_path or sb.resolv_conf_path or os.path.join(sb.files_dir, "resolv.conf")
+    for user_path in (hosts_path, resolv_conf_path):
+        if user_path:
+            os.makedirs(os.path.dirname(user_path), exist_ok=True)
+    if jinfo.hosts_path:                # e.g. the host driver: /etc/hosts verbatim
+        with open(jinfo.hosts_path) as f:
+            content = f.read()
+        with etchosts.path_lock(hp):
+            etchosts.write_atomic(hp, content)
+    elif first or sb.hosts_path is None:
+        etchosts.build(hp, str(v4.ip) if v4 else None, hostname, domainname, extra,
+                       fresh=first and hosts_path is None)
+    elif v4 is not None and hostname:
+        etchosts.add(hp, [etchosts.Record(hostname, str(v4.ip))])
+    src = jinfo.resolv_conf_path or resolvconf.HOST_RESOLV_CONF
+    if first or sb.resolv_conf_path is None or dns or dns_search:
+        resolvconf.build(rp, dns=dns, dns_search=dns_search, ipv6=v6, host_path=src,
+                         fresh=first and resolv_conf_path is None)
+    return hp, rp
+
+
+def _abort_join(ctrl, ep, sb, cid, new_sandbox) -> None:
+    """Undo a failed join's records; the kernel work was undone by the failing step."""
+    with ctrl.store.tx() as c:
+        c.execute("UPDATE endpoints SET state='created', container_id=NULL, join_info=NULL "
+                  "WHERE id=?", (ep.id,))
+        others = c.execute("SELECT COUNT(*) FROM endpoints WHERE container_id=? AND state IN "
+                           "('attaching', 'attached', 'detaching')", (cid,)).fetchone()[0]
+        if others == 0:
+            c.execute("DELETE FROM sandboxes WHERE container_id=?", (cid,))
+    if others == 0:
+        ctrl._drop_sandbox_handle(cid)
+        try:
+            sb.destroy()
+        except Exception:
+            log.exception("removing the sandbox of %s", cid)
+
+
+# -- leave ---------------------------------------------------------------------------------
+
+def leave(ep, container_id: str) -> None:
+    if not isinstance(container_id, str) or not container_id:
+        raise InvalidContainerIDError(container_id, "a container id cannot be empty")
+    net = ep._net
+    ctrl = net._ctrl
+    with ep._lock, ctrl._container_lock(container_id):
+        with ctrl.store.tx() as c:
+            row = c.execute("SELECT state, container_id, join_info FROM endpoints WHERE id=?",
+                            (ep.id,)).fetchone()
+            if row is None:
+                raise NoSuchEndpointError(ep.id)
+            state, cid, j = row
+            if state == "created":
+                raise NoContainerError()
+            if cid != container_id:
+                raise InvalidContainerIDError(container_id, f"not the container joined to "
+                                                            f"endpoint {ep.name}")
+            if state != "attached":
+                raise ForbiddenError(f"endpoint {ep.name} is {state}; reconcile finishes it")
+            c.execute("UPDATE endpoints SET state='detaching' WHERE id=?", (ep.id,))
+            srow = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes "
+                             "WHERE container_id=?", (cid,)).fetchone()
+        record = loads(j, "join info") or {}
+        sb = ctrl._sandbox_handle(cid, *srow) if srow else None
+        failpoint("endpoint.leave.before_kernel")
+        errors = finish_leave(ctrl, net, ep, sb, record)
+        failpoint("endpoint.leave.after_kernel")
+        close_leave(ctrl, ep, cid, sb)
+        if errors:
+            raise errors[0]
+
+
+def finish_leave(ctrl, net, ep, sb, record) -> list[BaseException]:
+    """The kernel side of a leave, best effort: keeps going and returns the errors."""
+    errors: list[BaseException] = []
+    if sb is not None:
+        errors += _unplumb(ctrl, net, ep, sb, record, raise_=False)
+    else:
+        try:
+            net._driver.leave(net.id, ep.id)
+        except Exception as e:
+            errors.append(e)
+    return errors
+
+
+def close_leave(ctrl, ep, cid, sb) -> None:
+    """Finish a leave's records; the sandbox goes with its last endpoint."""
+    with ctrl.store.tx() as c:
+        c.execute("UPDATE endpoints SET state='created', container_id=NULL, join_info=NULL "
+                  "WHERE id=?", (ep.id,))
+        others = c.execute("SELECT COUNT(*) FROM endpoints WHERE container_id=? AND state IN "
+                           "('attaching', 'attached', 'detaching')", (cid,)).fetchone()[0]
+        if others == 0:
+            c.execute("DELETE FROM sandboxes WHERE container_id=?", (cid,))
+    if others == 0 and sb is not None:
+        ctrl._drop_sandbox_handle(cid)
+        sb.destroy()
+
+
+def _unplumb(ctrl, net, ep, sb, record, raise_=True) -> list[BaseException]:
+    errors: list[BaseException] = []
+    for src, dst in reversed(record.get("moved", [])):
+        try:
+            ctrl._move_out_of_sandbox(sb, src, dst)
+        except Exception as e:
+            errors.append(e)
+    try:
+        net._driver.leave(net.id, ep.id)
+    except Exception as e:
+        errors.append(e)
+    if raise_ and errors:
+        raise errors[0]
+    return errors
+
+
+# -- input checks --------------------------------------------------------------------------
+
+def _records(items, what) -> list[etchosts.Record]:
+    out = []
+    try:
+        for name, ip in items:
+            etchosts.check_hostname(name, f"{what} name")
+            out.append(etchosts.Record(name, etchosts.check_ip(ip, f"{what} address")))
+    except (TypeError, ValueError):
+        raise BadRequestError(f"{what} must be (name, ip) pairs") from None
+    return out
+
+
+def _parent_updates(items) -> list[tuple[str, str, str]]:
+    out = []
+    try:
+        for eid, name, ip in items:
+            if not isinstance(eid, str) or not eid:
+                raise BadRequestError(f"invalid parent endpoint id {eid!r}")
+            etchosts.check_hostname(name)
+            out.append((eid, name, etchosts.check_ip(ip)))
+    except (TypeError, ValueError):
+        raise BadRequestError("parent_updates must be (endpoint id, name, ip) triples") \
+            from None
+    return out
+
+

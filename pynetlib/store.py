@@ -1,0 +1,269 @@
+"""The embedded store: SQLite under the controller's state directory.
+
+One file, ``<state_dir>/pynetlib.db``, in WAL mode, shared by every process that opens a
+controller on the same state directory. Every change is an explicit transaction taken
+with ``BEGIN IMMEDIATE`` (the write lock first, so two processes serialise instead of
+failing on upgrade), bounded by a busy timeout.
+
+Durability: ``synchronous=NORMAL`` in WAL mode makes a committed transaction survive the
+death of the process (the WAL is in the OS page cache), which covers SIGKILL at any
+instant. Transactions that define networks ask for ``durable=True``: they commit with
+``synchronous=FULL``, so a network definition also survives power loss. Endpoint and
+sandbox records are not fsynced: after a power loss the kernel objects they describe
+are gone too (containers and namespaces do not survive a reboot), and reconcile
+notices the new boot id and starts from the networks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from typing import Any, Iterator
+
+from pynetlib.errors import InternalError, TimeoutError
+
+SCHEMA_VERSION = 1
+DB_NAME = "pynetlib.db"
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    options TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'deleting'))
+);
+CREATE TABLE endpoints (
+    id TEXT PRIMARY KEY,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    name TEXT NOT NULL,
+    options TEXT NOT NULL,
+    interfaces TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('creating', 'created', 'attaching', 'attached',
+                                         'detaching', 'deleting')),
+    container_id TEXT,
+    join_info TEXT,
+    UNIQUE (network_id, name)
+);
+CREATE INDEX endpoints_container ON endpoints(container_id);
+CREATE TABLE sandboxes (
+    container_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('owned', 'external', 'default')),
+    hosts_path TEXT,
+    resolv_conf_path TEXT,
+    resolv_hash TEXT
+);
+CREATE TABLE kv (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1}
+
+
+class StoreError(InternalError):
+    """The store is unusable: corrupt, from a newer pynetlib, or failing."""
+
+
+class CorruptStoreError(StoreError):
+    """The store's content fails its checks; it is never trusted silently."""
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def loads(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise CorruptStoreError(f"store record {what} is not valid JSON: {e}") from None
+
+
+class Store:
+    """A SQLite database file; a connection per thread, transactions per operation."""
+
+    def __init__(self, path: str, *, memory: bool = False) -> None:
+        """``memory``: a private in-memory database (for benchmarks and tests), shared by
+        this process's threads and gone with it."""
+        self.path = path
+        self.memory = memory
+        self._uri = f"file:pnl-{os.getpid()}-{id(self)}?mode=memory&cache=shared" \
+            if memory else None
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+
+    # -- connections ----------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            if self._closed:
+                raise StoreError("the store is closed")
+            if self._uri:
+                c = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                    isolation_level=None, check_same_thread=False)
+            else:
+                c = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                    isolation_level=None, check_same_thread=False)
+            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not self._uri:
+                mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"the store at {self.path} cannot use WAL mode ({mode})")
+            c.execute("PRAGMA synchronous = NORMAL")
+            c.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = c
+            self._local.depth = 0
+            with self._conns_lock:
+                self._conns.append(c)
+        return c
+
+    def close(self) -> None:
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.close()
+            except sqlite3.Error:
+                pass
+
+    # -- transactions ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); nested calls join the outer one."""
+        c = self._conn()
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield c
+            finally:
+                self._local.depth -= 1
+            return
+        if durable:
+            c.execute("PRAGMA synchronous = FULL")
+        self._local.undo = []
+        try:
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) or "busy" in str(e):
+                    raise TimeoutError(f"the store {self.path} stayed locked for "
+                                       f"{BUSY_TIMEOUT_MS} ms") from None
+                raise StoreError(f"store {self.path}: {e}") from None
+            self._local.depth = 1
+            try:
+                yield c
+            except BaseException:
+                self._local.depth = 0
+                c.execute("ROLLBACK")
+                self._run_undo()
+                raise
+            self._local.depth = 0
+            try:
+                c.execute("COMMIT")
+            except sqlite3.Error as e:
+                c.execute("ROLLBACK")
+                self._run_undo()
+                raise StoreError(f"store {self.path}: commit failed: {e}") from None
+        finally:
+            self._local.undo = []
+            if durable:
+                c.execute("PRAGMA synchronous = NORMAL")
+
+    def on_rollback(self, fn) -> None:
+        """Run ``fn`` if the current transaction rolls back (caches drop what it wrote)."""
+        if not self.in_tx():
+            raise StoreError("on_rollback outside a transaction")
+        self._local.undo.append(fn)
+
+    def _run_undo(self) -> None:
+        for fn in reversed(getattr(self._local, "undo", [])):
+            try:
+                fn()
+            except Exception:   # a cache that cannot drop itself must not hide the error
+                pass
+
+    def read(self) -> sqlite3.Connection:
+        """A connection for reads outside a transaction (each statement sees a snapshot)."""
+        return self._conn()
+
+    def in_tx(self) -> bool:
+        return bool(getattr(self._local, "depth", 0))
+
+    # -- schema ---------------------------------------------------------------------
+    def _migrate(self) -> None:
+        c = self._conn()
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as e:
+            raise CorruptStoreError(f"store {self.path} is unreadable: {e}") from None
+        try:
+            has_meta = c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                                 "name='meta'").fetchone()
+            version = 0
+            if has_meta:
+                row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    raise CorruptStoreError(f"store {self.path} has no schema version")
+                version = int(row[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"store {self.path} has schema {version}, newer than this "
+                                 f"pynetlib ({SCHEMA_VERSION})")
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in MIGRATIONS[v].split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        ok = c.execute("PRAGMA quick_check").fetchone()[0]
+        if ok != "ok":
+            raise CorruptStoreError(f"store {self.path} fails SQLite's integrity check: {ok}")
+
+    # -- meta and key/value ---------------------------------------------------------
+    def meta_get(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def kv_get(self, owner: str, key: str) -> Any:
+        row = self._conn().execute("SELECT value FROM kv WHERE owner=? AND key=?",
+                                   (owner, key)).fetchone()
+        return loads(row[0], f"{owner}/{key}") if row else None
+
+    def kv_put(self, owner: str, key: str, value: Any) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (owner, key, dumps(value)))
+
+    def kv_delete(self, owner: str, key: str) -> None:
+        with self.tx() as c:
+            c.execute("DELETE FROM kv WHERE owner=? AND key=?", (owner, key))
+
+    def kv_all(self, owner: str) -> dict[str, Any]:
+        rows = self._conn().execute("SELECT key, value FROM kv WHERE owner=?", (owner,))
+        return {k: loads(v, f"{owner}/{k}") for k, v in rows}
+
+
+def open_store(state_dir: str, *, memory: bool = False) -> Store:
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    return Store(os.path.join(state_dir, DB_NAME), memory=memory)
