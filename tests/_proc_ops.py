@@ -14,7 +14,8 @@ OPs:
   delete_endpoint NET NAME
   join NET NAME CID
   leave NET NAME CID
-  fill NET PREFIX COUNT               COUNT endpoints NET/PREFIX-i; prints their addresses
+  fill NET PREFIX COUNT [ports]       COUNT endpoints NET/PREFIX-i; prints their addresses
+                                      (and, with "ports", an automatic host port each)
   churn NET WORKER SECONDS            join/leave/delete/create loop (see test_crash_churn)
 """
 
@@ -65,7 +66,14 @@ def main(argv: list[str]) -> int:
         ctrl.network_by_name(args[0]).endpoint_by_name(args[1]).leave(args[2])
     elif op == "fill":
         net = ctrl.network_by_name(args[0])
-        out["ips"] = [_addr(net.create_endpoint(f"{args[1]}-{i}")) for i in range(int(args[2]))]
+        ports = len(args) > 3 and args[3] == "ports"
+        out["ips"], out["ports"] = [], []
+        for i in range(int(args[2])):
+            opts = {netlabel.PORT_MAP: [pynetlib.PortBinding("tcp", 80)]} if ports else None
+            ep = net.create_endpoint(f"{args[1]}-{i}", options=opts)
+            out["ips"].append(_addr(ep))
+            if ports:
+                out["ports"].append(ep.driver_info()[netlabel.PORT_MAP][0].host_port)
     elif op == "churn":
         return churn(ctrl, *args)
     else:

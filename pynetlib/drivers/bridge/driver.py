@@ -135,6 +135,7 @@ class BridgeDriver(Driver):
         self._networks: dict[str, _Network] = {}
         self._sock: NetlinkSocket | None = None
         self._firewall = firewall
+        self._fw_gen: int | None = None      # the store's fwgen this process last saw
         self._ports = port_allocator
 
     # -- persistence (the driver's records: kv rows of owner "bridge") -------------------
@@ -172,6 +173,27 @@ class BridgeDriver(Driver):
         """Drop the in-memory copy of a network; the next use reloads the records."""
         with self._lock:
             self._networks.pop(nid, None)
+
+    def _has_record(self, key: str) -> bool:
+        """Whether the store holds the driver record ``key`` (without a store: yes)."""
+        if self._store is None:
+            return True
+        return self._store.read().execute(
+            "SELECT 1 FROM kv WHERE owner='bridge' AND key=?", (key,)).fetchone() is not None
+
+    def _prune(self, net: _Network) -> set[str]:
+        """Drop cached endpoints whose records another process deleted (call with
+        ``net.lock`` held); returns the ids of the endpoints recorded. The in-memory copy
+        is a cache; the store is the truth."""
+        if self._store is None:
+            return set(net.endpoints)
+        live = {k.rsplit("/", 1)[1] for (k,) in self._store.read().execute(
+            "SELECT key FROM kv WHERE owner='bridge' AND key LIKE ?", (f"ep/{net.nid}/%",))}
+        for eid in [e for e in net.endpoints if e not in live]:
+            ep = net.endpoints.pop(eid)
+            if net.macs.get(ep.mac.lower()) == eid:
+                del net.macs[ep.mac.lower()]
+        return live
 
     def _load(self, nid: str) -> _Network | None:
         if self._store is None:
@@ -217,6 +239,32 @@ class BridgeDriver(Driver):
 
                 self._firewall = BridgeFirewall()
             return self._firewall
+
+    @contextlib.contextmanager
+    def _fw_locked(self):
+        """The firewall for one change, serialised with every process that shares the
+        store (under its write lock) and listed afresh when another process changed the
+        rules since this one last did: the firewall's in-memory view of the ruleset is a
+        cache, and nftables has no compare-and-swap. ``fwgen`` counts the changes."""
+        fw = self._fw()
+        if self._store is None:
+            yield fw
+            return
+        with self._store.tx() as c:
+            row = c.execute("SELECT value FROM kv WHERE owner='bridge' AND key='fwgen'"
+                            ).fetchone()
+            gen = loads(row[0], "bridge/fwgen") if row else 0
+            if gen != self._fw_gen:
+                fw.refresh()
+            self._fw_gen = None          # unknown until this change commits
+            yield fw
+            c.execute("INSERT OR REPLACE INTO kv VALUES ('bridge', 'fwgen', ?)",
+                      (dumps(gen + 1),))
+        self._fw_gen = gen + 1
+
+    def _fw_call(self, method: str, *args, **kw):
+        with self._fw_locked() as fw:
+            return getattr(fw, method)(*args, **kw)
 
     def _port_alloc(self):
         with self._lock:
@@ -271,7 +319,10 @@ class BridgeDriver(Driver):
         with self._lock:
             if nid in self._networks:
                 raise ForbiddenError(f"network {nid} exists")
-            for other in self._networks.values():
+            for other in list(self._networks.values()):
+                if other.bridge == bridge and not self._has_record("net/" + other.nid):
+                    self._networks.pop(other.nid)       # deleted by another process
+                    continue
                 if other.bridge == bridge:
                     raise ForbiddenError(f"network {nid} conflicts with network "
                                          f"{other.nid} by bridge name {bridge}")
@@ -286,7 +337,7 @@ class BridgeDriver(Driver):
             undo.append(lambda: self._drop_records(nid))
             self._make_bridge(net, undo)
             if net.firewall:
-                undo.append(lambda: self._fw().remove_network(nid))
+                undo.append(lambda: self._fw_call("remove_network", nid))
                 self._install_rules(net)
         except BaseException:
             for fn in reversed(undo):
@@ -300,7 +351,7 @@ class BridgeDriver(Driver):
 
     def _install_rules(self, net: _Network) -> None:
         cfg = net.cfg
-        self._fw().add_network(net.nid, net.bridge, net.subnet4, net.subnet6,
+        self._fw_call("add_network", net.nid, net.bridge, net.subnet4, net.subnet6,
                                masquerade=cfg.EnableIPMasquerade, icc=cfg.EnableICC,
                                internal=cfg.Internal)
 
@@ -394,6 +445,7 @@ class BridgeDriver(Driver):
         except NotFoundError:
             return                   # nothing of it was ever recorded (or already gone)
         with net.lock:
+            self._prune(net)
             if net.endpoints:
                 raise ActiveEndpointsError(nid, nid)
         errors: list[BaseException] = []
@@ -406,7 +458,7 @@ class BridgeDriver(Driver):
 
         # Kernel first (each step idempotent), then the records in one transaction.
         if net.firewall:
-            attempt(lambda: self._fw().remove_network(nid))
+            attempt(lambda: self._fw_call("remove_network", nid))
         attempt(lambda: self._delete_bridge(net))
         if errors:
             raise errors[0]
@@ -427,8 +479,7 @@ class BridgeDriver(Driver):
             self._drop_records(nid)
         with self._lock:
             self._networks.pop(nid, None)
-            last = not self._networks
-        if last and net.firewall:
+        if net.firewall:             # other processes' networks count too: ask the kernel
             try:
                 self._destroy_firewall_if_unused()
             except Exception:
@@ -438,12 +489,12 @@ class BridgeDriver(Driver):
         """Remove pynetlib's tables once no network (of any process) has rules there."""
         from pynetlib.drivers.bridge.firewall import parse_tag
 
-        fw = self._fw()
-        for obj in fw.owned_rules():
-            t = parse_tag(obj.get("tag", ""))
-            if t is not None and t["kind"] in ("network", "endpoint"):
-                return
-        fw.destroy()
+        with self._fw_locked() as fw:
+            for obj in fw.owned_rules():
+                t = parse_tag(obj.get("tag", ""))
+                if t is not None and t["kind"] in ("network", "endpoint"):
+                    return
+            fw.destroy()
 
     def _delete_bridge(self, net: _Network) -> None:
         host = self._host()
@@ -543,6 +594,9 @@ class BridgeDriver(Driver):
     def _check_mac(self, net: _Network, mac: str) -> None:
         validate.mac(mac)
         other = net.macs.get(mac.lower())
+        if other is not None and not self._has_record(f"ep/{net.nid}/{other}"):
+            self._prune(net)                    # deleted by another process
+            other = None
         if other is None and self._store is not None:
             # another process may have taken it: the records are the truth
             row = self._store.read().execute(
@@ -615,13 +669,13 @@ class BridgeDriver(Driver):
             if ep.v6 is not None and net.gateway6 is not None:
                 jinfo.set_gateway_ipv6(net.gateway6)
             if net.firewall and not net.cfg.EnableICC:
-                self._fw().add_port(nid, hname)
+                self._fw_call("add_port", nid, hname)
             if net.firewall and ep.bindings:
                 # A container reaching its own mapped port comes back through its port.
                 host.bridge_port_set(hname, hairpin=True)
-                self._fw().add_port_mappings(nid, eid, net.bridge,
-                                             ep.v4.ip if ep.v4 else None,
-                                             ep.v6.ip if ep.v6 else None, ep.bindings)
+                self._fw_call("add_port_mappings", nid, eid, net.bridge,
+                              ep.v4.ip if ep.v4 else None,
+                              ep.v6.ip if ep.v6 else None, ep.bindings)
         except BaseException:
             self._unplug(net, ep, hname)
             raise
@@ -641,12 +695,12 @@ class BridgeDriver(Driver):
         errors = []
         if net.firewall and ep.bindings:
             try:
-                self._fw().remove_port_mappings(net.nid, ep.eid)
+                self._fw_call("remove_port_mappings", net.nid, ep.eid)
             except Exception as e:
                 errors.append(e)
         if net.firewall and not net.cfg.EnableICC:
             try:
-                self._fw().remove_port(net.nid, hname)
+                self._fw_call("remove_port", net.nid, hname)
             except Exception as e:
                 errors.append(e)
         try:
@@ -674,13 +728,14 @@ class BridgeDriver(Driver):
         except OSError:
             problems.append(f"network {nid}: bridge {net.bridge} is missing")
         with net.lock:
+            stored = self._prune(net)
             recorded = {eid for eid in endpoints}
             for eid in recorded:
                 try:
                     self._ep(net, eid)
                 except NotFoundError:
                     problems.append(f"endpoint {eid}: no bridge driver record")
-            extra = set(net.endpoints) - recorded
+            extra = stored - recorded
         for eid in sorted(extra):
             problems.append(f"endpoint {eid}: a bridge driver record without an endpoint")
         joined = {eid for eid, st in endpoints.items() if st == "attached"}
