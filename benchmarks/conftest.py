@@ -56,13 +56,13 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("pynetlib benchmark summary (medians)")
-    impls = ["c-loop", "pynetlib", "pyroute2", "python-baseline"]
-    tr.write_line(f"{'group':24}" + "".join(f"{i:>16}" for i in impls)
-                  + f"{'pynetlib/C':>12}{'pyroute2/pynetlib':>19}")
+    tr.write_line(f"{'group':40}{'implementation':>18}{'median':>14}{'x C loop':>10}"
+                  f"{'x pynetlib':>12}")
     for group in sorted(RESULTS):
         row = RESULTS[group]
-        cells = "".join(f"{_fmt(row.get(i)):>16}" for i in impls)
-        pn, c, p2 = row.get("pynetlib"), row.get("c-loop"), row.get("pyroute2")
-        r1 = f"{pn / c:11.2f}x" if pn and c else f"{'-':>12}"
-        r2 = f"{p2 / pn:18.1f}x" if pn and p2 else f"{'-':>19}"
-        tr.write_line(f"{group:24}{cells}{r1}{r2}")
+        c, pn = row.get("c-loop"), row.get("pynetlib")
+        for impl in sorted(row, key=lambda k: (k != "c-loop", k != "pynetlib", k)):
+            v = row[impl]
+            rc = f"{v / c:9.2f}x" if c and impl != "c-loop" else f"{'':10}"
+            rp = f"{v / pn:11.2f}x" if pn and impl != "pynetlib" else f"{'':12}"
+            tr.write_line(f"{group:40}{impl:>18}{_fmt(v):>14}{rc}{rp}")
