@@ -72,6 +72,7 @@ class Endpoint:
         self.name = name
         self.id = eid
         self._lock = threading.Lock()        # serialises this process's join/leave/delete
+        self._ifaces_json: str | None = None  # interfaces never change after creation
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} {self.id[:12]} network={self._net.name}>"
@@ -112,7 +113,9 @@ class Endpoint:
         return self._net._driver.endpoint_oper_info(self._net.id, self.id)
 
     def _interfaces(self) -> list[Interface]:
-        return interfaces_from_json(self._row()[0])
+        if self._ifaces_json is None:
+            self._ifaces_json = self._row()[0]
+        return interfaces_from_json(self._ifaces_json)
 
     def _options(self) -> dict:
         return codec.decode(loads(self._row()[4], "endpoint options") or {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 
 from pynetlib.errors import BadRequestError
 from pynetlib.etchosts import check_hostname, path_lock, write_atomic
@@ -112,6 +113,25 @@ def _check_dns(values, what):
     return out
 
 
+_host_cache: dict[str, tuple[tuple, str]] = {}
+
+
+def _read_host(host_path: str) -> str:
+    """The host's file, re-read only when it changed (size, mtime, inode)."""
+    try:
+        st = os.stat(host_path)
+    except FileNotFoundError:
+        return ""
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _host_cache.get(host_path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with open(host_path) as f:
+        text = f.read()
+    _host_cache[host_path] = (key, text)
+    return text
+
+
 def build(path: str, *, dns=(), dns_search=(), dns_options=(), ipv6: bool = False,
           host_path: str = HOST_RESOLV_CONF, fresh: bool = False) -> bool:
     """Write the container's resolv.conf at ``path``. Returns False (and writes nothing)
@@ -122,11 +142,7 @@ def build(path: str, *, dns=(), dns_search=(), dns_options=(), ipv6: bool = Fals
     for o in dns_options:
         if not isinstance(o, str) or not o or any(c.isspace() for c in o):
             raise BadRequestError(f"invalid DNS option {o!r}")
-    try:
-        with open(host_path) as f:
-            host_text = f.read()
-    except FileNotFoundError:
-        host_text = ""
+    host_text = _read_host(host_path)
     if dns or search or dns_options:
         text = render(dns or [n for n in nameservers(filter_dns(host_text, ipv6)[0])],
                       search or search_domains(host_text), list(dns_options) or

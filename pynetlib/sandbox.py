@@ -116,6 +116,8 @@ def remove_owned_namespace(key: str) -> None:
 
 def prepare_files_dir(files_dir: str) -> None:
     """A fresh directory for the container's files (one left by a crash is removed)."""
-    if os.path.lexists(files_dir):
+    try:
+        os.mkdir(files_dir, 0o755)
+    except FileExistsError:
         shutil.rmtree(files_dir, ignore_errors=True)
-    os.makedirs(files_dir, mode=0o755)
+        os.mkdir(files_dir, 0o755)

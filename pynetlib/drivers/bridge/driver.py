@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import contextlib
 import secrets
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 
@@ -156,17 +157,25 @@ class BridgeDriver(Driver):
             with self._store.tx() as c:
                 c.execute("INSERT OR REPLACE INTO kv VALUES ('bridge', ?, ?)",
                           (f"ep/{net.nid}/{ep.eid}", dumps(ep.to_json())))
+                # The MAC index: its primary key makes a MAC unique in the network
+                # across processes, and makes the check one indexed lookup.
+                try:
+                    c.execute("INSERT INTO kv VALUES ('bridge', ?, ?)",
+                              (f"mac/{net.nid}/{ep.mac.lower()}", dumps(ep.eid)))
+                except sqlite3.IntegrityError:
+                    raise ForbiddenError(f"MAC address {ep.mac} is in use in this network") \
+                        from None
                 self._store.on_rollback(lambda: self._forget(net.nid))
 
     def _drop_records(self, nid: str, eid: str | None = None) -> None:
         if self._store is not None:
             with self._store.tx() as c:
                 if eid is None:
-                    c.execute("DELETE FROM kv WHERE owner='bridge' AND (key=? OR key LIKE ?)",
-                              ("net/" + nid, f"ep/{nid}/%"))
+                    c.execute("DELETE FROM kv WHERE owner='bridge' AND (key=? OR key LIKE ? "
+                              "OR key LIKE ?)", ("net/" + nid, f"ep/{nid}/%", f"mac/{nid}/%"))
                 else:
-                    c.execute("DELETE FROM kv WHERE owner='bridge' AND key=?",
-                              (f"ep/{nid}/{eid}",))
+                    c.execute("DELETE FROM kv WHERE owner='bridge' AND (key=? OR (key LIKE ? "
+                              "AND value=?))", (f"ep/{nid}/{eid}", f"mac/{nid}/%", dumps(eid)))
                 self._store.on_rollback(lambda: self._forget(nid))
 
     def _forget(self, nid: str) -> None:
@@ -600,9 +609,9 @@ class BridgeDriver(Driver):
         if other is None and self._store is not None:
             # another process may have taken it: the records are the truth
             row = self._store.read().execute(
-                "SELECT key FROM kv WHERE owner='bridge' AND key LIKE ? AND value LIKE ?",
-                (f"ep/{net.nid}/%", f'%"mac":"{mac.lower()}"%')).fetchone()
-            other = row[0].rsplit("/", 1)[1] if row else None
+                "SELECT value FROM kv WHERE owner='bridge' AND key=?",
+                (f"mac/{net.nid}/{mac.lower()}",)).fetchone()
+            other = loads(row[0], "bridge MAC index") if row else None
         if other is not None:
             raise ForbiddenError(f"MAC address {mac} is in use by endpoint {other} "
                                  "in this network")
