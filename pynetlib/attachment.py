@@ -23,7 +23,7 @@ from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerID
 from pynetlib.failpoints import failpoint
 from pynetlib.names import check_container_id
 from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, prepare_files_dir, sandbox_key
-from pynetlib.store import dumps, loads
+from pynetlib.store import dumps, loads, owner_token
 
 log = logging.getLogger(__name__)
 LIVE_STATES = ("attaching", "attached", "detaching")
@@ -124,7 +124,8 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
                 i += 1
             ifname = f"eth{i}"
         plan = {"sandbox_key": key, "kind": kind, "ifname": ifname, "used": sorted(used),
-                "route4": not gw4, "route6": not gw6, "ifnames": [ifname] if ifname else []}
+                "route4": not gw4, "route6": not gw6, "ifnames": [ifname] if ifname else [],
+                "owner": owner_token()}
         c.execute("UPDATE endpoints SET state='attaching', container_id=?, join_info=? "
                   "WHERE id=?", (cid, dumps(plan), ep.id))
     return plan, new
@@ -260,10 +261,12 @@ def leave(ep, container_id: str) -> None:
                                                             f"endpoint {ep.name}")
             if state != "attached":
                 raise ForbiddenError(f"endpoint {ep.name} is {state}; reconcile finishes it")
-            c.execute("UPDATE endpoints SET state='detaching' WHERE id=?", (ep.id,))
+            record = loads(j, "join info") or {}
+            record["owner"] = owner_token()       # reconcile elsewhere leaves it alone
+            c.execute("UPDATE endpoints SET state='detaching', join_info=? WHERE id=?",
+                      (dumps(record), ep.id))
             srow = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes "
                              "WHERE container_id=?", (cid,)).fetchone()
-        record = loads(j, "join info") or {}
         sb = ctrl._sandbox_handle(cid, *srow) if srow else None
         failpoint("endpoint.leave.before_kernel")
         errors = finish_leave(ctrl, net, ep, sb, record)

@@ -24,10 +24,20 @@ from pynetlib.kernel import DEFAULT_RUNDIR, NetlinkSocket, Netns
 from pynetlib.names import check_name
 from pynetlib.network import Network, new_id
 from pynetlib.sandbox import Sandbox
-from pynetlib.store import Store, dumps, open_store
+from pynetlib.store import Store, dumps, open_store, owner_token
 
 DEFAULT_STATE_DIR = "/var/lib/pynetlib"
 _OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile"}
+
+
+def _set_owner(c, nid: str) -> None:
+    """Record which process creates or deletes a network (see ``store.owner_token``)."""
+    c.execute("INSERT OR REPLACE INTO kv VALUES ('owner', ?, ?)",
+              ("network/" + nid, dumps(owner_token())))
+
+
+def _clear_owner(c, nid: str) -> None:
+    c.execute("DELETE FROM kv WHERE owner='owner' AND key=?", ("network/" + nid,))
 
 
 class Controller:
@@ -169,6 +179,7 @@ class Controller:
                 raise NetworkNameError(name)
             c.execute("INSERT INTO networks VALUES (?, ?, ?, ?, 'creating')",
                       (nid, name, network_type, stored))
+            _set_owner(c, nid)
         try:
             failpoint("network.create.before_kernel")
             driver.create_network(nid, opts)
@@ -176,9 +187,11 @@ class Controller:
         except BaseException:
             with self.store.tx(durable=True) as c:
                 c.execute("DELETE FROM networks WHERE id=?", (nid,))
+                _clear_owner(c, nid)
             raise
         with self.store.tx(durable=True) as c:
             c.execute("UPDATE networks SET state='ready' WHERE id=?", (nid,))
+            _clear_owner(c, nid)
         return self._handle(nid, name, network_type)
 
     def _delete_network(self, net: Network) -> None:
@@ -190,16 +203,19 @@ class Controller:
                          (net.id,)).fetchone():
                 raise ActiveEndpointsError(net.name, net.id)
             c.execute("UPDATE networks SET state='deleting' WHERE id=?", (net.id,))
+            _set_owner(c, net.id)
         failpoint("network.delete.before_kernel")
         try:
             net._driver.delete_network(net.id)
         except BaseException:
             with self.store.tx(durable=True) as c:
                 c.execute("UPDATE networks SET state='ready' WHERE id=?", (net.id,))
+                _clear_owner(c, net.id)
             raise
         failpoint("network.delete.after_kernel")
         with self.store.tx(durable=True) as c:
             c.execute("DELETE FROM networks WHERE id=?", (net.id,))
+            _clear_owner(c, net.id)
         with self._lock:
             self._handles.pop(net.id, None)
 

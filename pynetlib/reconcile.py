@@ -19,7 +19,7 @@ import os
 from pynetlib import attachment
 from pynetlib.errors import NotFoundError
 from pynetlib.sandbox import NETNS_PREFIX, OWNED, remove_owned_namespace
-from pynetlib.store import loads
+from pynetlib.store import loads, owner_alive
 
 log = logging.getLogger(__name__)
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -45,6 +45,8 @@ def reconcile(ctrl) -> list[str]:
                        "networks are re-created")
     c = store.read()
 
+    # Another process may be working on the same state directory right now: what its
+    # operations have in flight (an intent whose owner still runs) is left alone.
     # 1. networks whose create or delete was interrupted
     for nid, name, ntype, state in c.execute(
             "SELECT id, name, type, state FROM networks").fetchall():
@@ -52,10 +54,13 @@ def reconcile(ctrl) -> list[str]:
         if drv is None:
             actions.append(f"network {name}: no driver {ntype!r} registered; left alone")
             continue
+        if state != "ready" and not rebooted and owner_alive(_network_owner(c, nid)):
+            continue
         if state == "creating":
             _quiet(drv.delete_network, nid)
             with store.tx(durable=True) as tx:
                 tx.execute("DELETE FROM networks WHERE id=?", (nid,))
+                tx.execute("DELETE FROM kv WHERE owner='owner' AND key=?", ("network/" + nid,))
             actions.append(f"network {name}: rolled back an interrupted create")
         elif state == "deleting":
             has_eps = c.execute("SELECT 1 FROM endpoints WHERE network_id=? LIMIT 1",
@@ -63,27 +68,41 @@ def reconcile(ctrl) -> list[str]:
             if has_eps:
                 with store.tx(durable=True) as tx:
                     tx.execute("UPDATE networks SET state='ready' WHERE id=?", (nid,))
+                    tx.execute("DELETE FROM kv WHERE owner='owner' AND key=?",
+                               ("network/" + nid,))
                 actions.append(f"network {name}: delete interrupted with endpoints; kept")
             else:
                 drv.delete_network(nid)
                 with store.tx(durable=True) as tx:
                     tx.execute("DELETE FROM networks WHERE id=?", (nid,))
+                    tx.execute("DELETE FROM kv WHERE owner='owner' AND key=?",
+                               ("network/" + nid,))
                 actions.append(f"network {name}: finished an interrupted delete")
 
     # 2. networks the kernel lost (a reboot, or someone deleting a bridge)
     for net in ctrl.networks():
         ensure = getattr(net._driver, "ensure_network", None)
         if ensure is not None:
-            for what in ensure(net.id):
-                actions.append(what)
+            try:
+                actions += ensure(net.id)
+            except NotFoundError as e:      # its driver record is gone: audit reports it
+                actions.append(f"network {net.name}: not re-created: {e}")
 
     # 3. endpoints: unfinished joins and leaves, containers that are gone
-    for eid, nid, state, cid, j in c.execute(
-            "SELECT id, network_id, state, container_id, join_info FROM endpoints WHERE "
-            "state != 'created'").fetchall():
-        net = ctrl.network_by_id(nid)
-        ep = net.endpoint_by_id(eid)
+    for (eid,) in c.execute("SELECT id FROM endpoints WHERE state != 'created'").fetchall():
+        row = c.execute("SELECT network_id, state, container_id, join_info FROM endpoints "
+                        "WHERE id=?", (eid,)).fetchone()
+        if row is None or row[1] == "created":
+            continue                    # another process finished with it meanwhile
+        nid, state, cid, j = row
         record = loads(j, "join info") or {}
+        if state != "attached" and not rebooted and owner_alive(record.get("owner")):
+            continue                    # in flight in a process that still runs
+        try:
+            net = ctrl.network_by_id(nid)
+            ep = net.endpoint_by_id(eid)
+        except NotFoundError:
+            continue
         srow = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes "
                          "WHERE container_id=?", (cid,)).fetchone()
         sb = ctrl._sandbox_handle(cid, *srow) if srow else None
@@ -99,12 +118,14 @@ def reconcile(ctrl) -> list[str]:
 
     # 4. sandbox records that no endpoint uses any more
     for cid, key, kind in c.execute("SELECT container_id, key, kind FROM sandboxes").fetchall():
-        used = c.execute("SELECT 1 FROM endpoints WHERE container_id=? AND state IN "
-                         "('attaching', 'attached', 'detaching') LIMIT 1", (cid,)).fetchone()
-        if not used:
+        with store.tx() as tx:          # the check and the removal in one transaction
+            used = tx.execute("SELECT 1 FROM endpoints WHERE container_id=? AND state IN "
+                              "('attaching', 'attached', 'detaching') LIMIT 1",
+                              (cid,)).fetchone()
+            gone = used is None and tx.execute(
+                "DELETE FROM sandboxes WHERE container_id=? AND key=?", (cid, key)).rowcount
+        if gone:
             sb = ctrl._sandbox_handle(cid, key, kind)
-            with store.tx() as tx:
-                tx.execute("DELETE FROM sandboxes WHERE container_id=?", (cid,))
             ctrl._drop_sandbox_handle(cid)
             sb.destroy()
             actions.append(f"sandbox {cid}: removed (no endpoint joined)")
@@ -124,17 +145,30 @@ def _quiet(fn, *args) -> None:
         pass
 
 
+def _network_owner(c, nid: str) -> str | None:
+    row = c.execute("SELECT value FROM kv WHERE owner='owner' AND key=?",
+                    ("network/" + nid,)).fetchone()
+    return loads(row[0], "network owner") if row else None
+
+
 def _remove_orphans(ctrl) -> list[str]:
+    """Kernel objects first, records second: a record always precedes its object, so
+    an object made by a process still running after the dump has its record read."""
     actions = []
     c = ctrl.store.read()
+    bridge = ctrl._drivers.get("bridge")
+    owned = getattr(bridge, "owned_devices", None)
+    devices = owned() if owned is not None else []      # a complete dump, or it raised
+    try:
+        names = os.listdir(ctrl.netns_dir)
+    except FileNotFoundError:
+        names = []
     attached = {r[0] for r in c.execute(
         "SELECT id FROM endpoints WHERE state IN ('attaching', 'attached', 'detaching')")}
     networks = {r[0] for r in c.execute("SELECT id FROM networks")}
-    bridge = ctrl._drivers.get("bridge")
-    owned = getattr(bridge, "owned_devices", None)
-    if owned is not None:
+    if devices:
         host = ctrl.host_socket()
-        for kind, ident, name, index in owned():   # a complete dump, or it raised
+        for kind, ident, name, index in devices:
             if (kind == "endpoint" and ident not in attached) or \
                     (kind == "network" and ident not in networks):
                 try:
@@ -144,10 +178,6 @@ def _remove_orphans(ctrl) -> list[str]:
                     actions.append(f"orphaned {kind} device {name} not removed: {e}")
     keys = {r[0] for r in c.execute("SELECT key FROM sandboxes WHERE kind=?", (OWNED,))}
     prefix = f"{NETNS_PREFIX}{ctrl.store_id}-"
-    try:
-        names = os.listdir(ctrl.netns_dir)
-    except FileNotFoundError:
-        names = []
     for name in names:
         path = os.path.join(ctrl.netns_dir, name)
         if name.startswith(prefix) and path not in keys:

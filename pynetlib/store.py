@@ -78,6 +78,31 @@ class CorruptStoreError(StoreError):
     """The store's content fails its checks; it is never trusted silently."""
 
 
+def _start_time(pid: int) -> str | None:
+    """The start time of a process (clock ticks since boot), None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]      # field 22; comm may hold ')'
+
+
+def owner_token() -> str:
+    """Who is doing an operation: ``<pid>:<start time>`` of this process. Written with
+    an intent so that reconcile in another process leaves an operation that is still in
+    flight alone (pid and start time together survive pid reuse)."""
+    return f"{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def owner_alive(token: str | None) -> bool:
+    """Whether the process of an :func:`owner_token` still runs (on this boot)."""
+    if not token or ":" not in token:
+        return False
+    pid, start = token.split(":", 1)
+    return pid.isdigit() and _start_time(int(pid)) == start
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 

@@ -98,6 +98,7 @@ def churn(ctrl, netname: str, worker: str, seconds: str) -> int:
         ep = net.create_endpoint(name)
         ep.join(cid)
         print(json.dumps({"joined": name, "ip": _addr(ep)}), flush=True)
+        time.sleep(0.02)                 # overlap with other workers' joins
         ep.leave(cid)
         ep.delete()
     ctrl.close()
