@@ -16,6 +16,7 @@ OPs:
   leave NET NAME CID
   fill NET PREFIX COUNT [ports]       COUNT endpoints NET/PREFIX-i; prints their addresses
                                       (and, with "ports", an automatic host port each)
+  populate NET PREFIX COUNT           COUNT endpoints NET/PREFIX-i, each joined to PREFIX-ci
   churn NET WORKER SECONDS            join/leave/delete/create loop (see test_crash_churn)
 """
 
@@ -74,6 +75,13 @@ def main(argv: list[str]) -> int:
             out["ips"].append(_addr(ep))
             if ports:
                 out["ports"].append(ep.driver_info()[netlabel.PORT_MAP][0].host_port)
+    elif op == "populate":
+        net = ctrl.network_by_name(args[0])
+        out["eps"] = []
+        for i in range(int(args[2])):
+            ep = net.create_endpoint(f"{args[1]}-{i}")
+            key = ep.join(f"{args[1]}-c{i}").sandbox_key
+            out["eps"].append([ep.name, _addr(ep), key])
     elif op == "churn":
         return churn(ctrl, *args)
     else:
