@@ -267,8 +267,15 @@ def leave(ep, container_id: str) -> None:
                       (dumps(record), ep.id))
             srow = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes "
                              "WHERE container_id=?", (cid,)).fetchone()
+            last = c.execute("SELECT COUNT(*) FROM endpoints WHERE container_id=? AND state "
+                             "IN ('attaching', 'attached', 'detaching') AND id != ?",
+                             (cid, ep.id)).fetchone()[0] == 0
         sb = ctrl._sandbox_handle(cid, *srow) if srow else None
         failpoint("endpoint.leave.before_kernel")
+        if last and sb is not None and sb.kind == OWNED and not record.get("moved"):
+            # The container's namespace goes: delete it first, and the kernel destroys
+            # the veth pairs inside with it, asynchronously and in batches.
+            sb.destroy()
         errors = finish_leave(ctrl, net, ep, sb, record)
         failpoint("endpoint.leave.after_kernel")
         close_leave(ctrl, ep, cid, sb)

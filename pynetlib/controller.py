@@ -355,9 +355,16 @@ class Controller:
 
         return audit(self)
 
+    def flush_teardown(self) -> None:
+        """Wait until every device left by leave has been deleted by the kernel."""
+        for d in list(self._drivers.values()):
+            flush = getattr(d, "flush_teardown", None)
+            if flush is not None:
+                flush()
+
     def close(self) -> None:
-        """Release this process's handles. Records and kernel objects stay: another
-        controller on the same state directory takes over where this one stopped."""
+        """Finish pending teardown, release this process's handles. Records and kernel
+        objects stay: another controller on this state directory takes over from here."""
         with self._lock:
             if self._closed:
                 return

@@ -241,7 +241,8 @@ def audit(ctrl) -> list[str]:
     networks = {r[0] for r in c.execute("SELECT id FROM networks")}
     owned = getattr(ctrl._drivers.get("bridge"), "owned_devices", None)
     if owned is not None:
-        for kind, ident, name, _ in owned():
+        # Devices waiting in the reap group are on their way out: not a discrepancy.
+        for kind, ident, name, _ in owned(include_pending=False):
             if (kind == "endpoint" and ident not in attached) or \
                     (kind == "network" and ident not in networks):
                 problems.append(f"device {name}: tagged as {kind} {ident} of this store, "

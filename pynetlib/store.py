@@ -144,13 +144,18 @@ class Store:
             else:
                 c = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                     isolation_level=None, check_same_thread=False)
-            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if not self._uri:
-                mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise StoreError(f"the store at {self.path} cannot use WAL mode ({mode})")
-            c.execute("PRAGMA synchronous = NORMAL")
-            c.execute("PRAGMA foreign_keys = ON")
+            try:
+                c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                if not self._uri:
+                    mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if mode.lower() != "wal":
+                        raise StoreError(f"the store at {self.path} cannot use WAL mode "
+                                         f"({mode})")
+                c.execute("PRAGMA synchronous = NORMAL")
+                c.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.DatabaseError as e:
+                c.close()
+                raise CorruptStoreError(f"store {self.path} is unreadable: {e}") from None
             self._local.conn = c
             self._local.depth = 0
             with self._conns_lock:
@@ -232,11 +237,18 @@ class Store:
 
     # -- schema ---------------------------------------------------------------------
     def _migrate(self) -> None:
-        c = self._conn()
         try:
-            c.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as e:
+            self._migrate_and_check()
+        except sqlite3.DatabaseError as e:      # whatever SQLite finds wrong in the file
+            self.close()
             raise CorruptStoreError(f"store {self.path} is unreadable: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _migrate_and_check(self) -> None:
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
         try:
             has_meta = c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
                                  "name='meta'").fetchone()
@@ -258,7 +270,9 @@ class Store:
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        ok = c.execute("PRAGMA quick_check").fetchone()[0]
+        # integrity_check, not quick_check: an index that disagrees with its table would
+        # make a lookup miss a row (an IPAM bitmap "never written", say) silently.
+        ok = c.execute("PRAGMA integrity_check(1)").fetchone()[0]
         if ok != "ok":
             raise CorruptStoreError(f"store {self.path} fails SQLite's integrity check: {ok}")
 

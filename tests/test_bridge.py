@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+import time
 import sys
 
 import pytest
@@ -172,15 +173,23 @@ def test_endpoint_lifecycle_addresses_mac_and_traffic(ctrl):
     hosts = open(ctrl.sandbox_by_container("life1").hosts_path).read()
     assert hosts.startswith("10.50.0.2\tone\n")
 
-    # leave keeps the address and MAC; the devices go away
+    # leave keeps the address and MAC; the namespace goes at once, and the veth stops
+    # carrying traffic at once (gone, or down on its way out: deleted in batches)
     ep1.leave("life1")
-    assert f"pnl{ep1.id[:12]}" not in links() and not os.path.exists(k1)
+    assert not os.path.exists(k1)
+    old = links().get(f"pnl{ep1.id[:12]}")
+    assert old is None or "UP" not in old["flags"] or "LOWER_UP" not in old["flags"]
     assert ep1.info().interfaces[0].address == ipaddress.ip_interface("10.50.0.2/16")
     k1b = ep1.join("life1b").sandbox_key
     assert addrs("eth0", nsname(k1b)) == {"10.50.0.2/16"}
     assert links(nsname(k1b))["eth0"]["address"] == "02:42:0a:32:00:02"
     assert ping(nsname(k1b), "10.50.0.3")
     ep1.leave("life1b")
+    ctrl.flush_teardown()
+    deadline = time.monotonic() + 5
+    while f"pnl{ep1.id[:12]}" in links() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"pnl{ep1.id[:12]}" not in links()
 
     # delete then create: next-fit does not hand 10.50.0.2 out again at once
     ep1.delete()

@@ -44,9 +44,13 @@ def addrs_of(ipr, index: int, family: int) -> dict[str, dict]:
 
 
 def state(ipr):
-    addrs = sorted((a["index"], a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr())
+    """Addresses and routes, leaving out what the kernel adds by itself and at its own
+    pace (IPv6 link-local addresses, their fe80::/64 and multicast routes)."""
+    addrs = sorted((a["index"], a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr()
+                   if not str(a.get("IFA_ADDRESS", "")).startswith("fe80:"))
     routes = sorted(repr((r["family"], r.get("RTA_DST"), r["dst_len"], r.get("RTA_GATEWAY"),
-                          r.get("RTA_OIF"), r.get("RTA_TABLE"))) for r in ipr.get_routes())
+                          r.get("RTA_OIF"), r.get("RTA_TABLE"))) for r in ipr.get_routes()
+                    if not str(r.get("RTA_DST", "")).startswith(("fe80:", "ff00:")))
     return addrs, routes
 
 

@@ -22,7 +22,7 @@ from pynetlib import codec, netlabel
 from pynetlib.driverapi import Driver
 from pynetlib.drivers.bridge.config import (DriverConfig, InvalidConfigError, NetworkConfig,
                                             parse_driver_config, parse_network_config)
-from pynetlib.errors import (ActiveEndpointsError, ForbiddenError,
+from pynetlib.errors import (ActiveEndpointsError, ForbiddenError, ObjectExistsError,
                              IPOutOfRangeError, NotFoundError)
 from pynetlib.kernel import NetlinkSocket, attach_veth, validate
 from pynetlib.store import dumps, loads
@@ -138,6 +138,7 @@ class BridgeDriver(Driver):
         self._firewall = firewall
         self._fw_gen: int | None = None      # the store's fwgen this process last saw
         self._ports = port_allocator
+        self._reap = None
 
     # -- persistence (the driver's records: kv rows of owner "bridge") -------------------
     def _tx(self):
@@ -301,8 +302,12 @@ class BridgeDriver(Driver):
         return n
 
     def close(self) -> None:
+        """Finish pending teardown (the reaper's backlog), then release the sockets."""
         with self._lock:
             sock, self._sock = self._sock, None
+            reap, self._reap = self._reap, None
+        if reap is not None:
+            reap.close()
         if sock is not None:
             sock.close()
 
@@ -660,12 +665,24 @@ class BridgeDriver(Driver):
         hname = host_ifname(eid)
         host = self._host()
         if target is not None:
-            attach_veth(host, target.netns, hname, target.ifname, bridge=net.bridge_index,
-                        mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
-                        gateway=net.gateway4 if (target.route4 and ep.v4) else None,
-                        address6=ep.v6,
-                        gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
-                        alias=endpoint_tag(self._sid, eid), lo_up=False)
+            def attach():
+                attach_veth(host, target.netns, hname, target.ifname,
+                            bridge=net.bridge_index,
+                            mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
+                            gateway=net.gateway4 if (target.route4 and ep.v4) else None,
+                            address6=ep.v6,
+                            gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
+                            alias=endpoint_tag(self._sid, eid), lo_up=False)
+
+            try:
+                attach()
+            except ObjectExistsError:
+                # Our own veth of an earlier join may still be on its way out (the kernel
+                # destroys it with the old namespace, or the reaper has it): remove it
+                # now and try once more. A device that is not ours is never touched.
+                if not self._remove_own_leftover(host, hname, eid):
+                    raise
+                attach()
             jinfo.plumbed(1, target.ifname)
         else:
             peer = "pnp" + eid[:12]
@@ -713,12 +730,42 @@ class BridgeDriver(Driver):
             except Exception as e:
                 errors.append(e)
         try:
-            self._host().link_delete(hname)
+            # Down at once (the port stops forwarding, so the address is safe to reuse);
+            # deleted by the reaper with others, sharing one RCU grace period.
+            self._reaper().submit(self._host(), hname)
         except OSError as e:
-            if e.errno != errno.ENODEV:     # already gone with its namespace: fine
-                errors.append(e)
+            errors.append(e)
         if errors:
             raise errors[0]
+
+    def _remove_own_leftover(self, host, hname: str, eid: str) -> bool:
+        try:
+            info = host.link_get(hname)
+        except OSError:
+            return True                      # gone meanwhile
+        if info.alias != endpoint_tag(self._sid, eid):
+            return False
+        try:
+            host.link_delete(info.index)
+        except OSError as e:
+            if e.errno != errno.ENODEV:
+                raise
+        return True
+
+    def _reaper(self):
+        with self._lock:
+            if self._reap is None:
+                from pynetlib.drivers.bridge.reaper import Reaper
+
+                self._reap = Reaper()
+            return self._reap
+
+    def flush_teardown(self) -> None:
+        """Delete every device waiting in the reap group now."""
+        with self._lock:
+            reap = self._reap
+        if reap is not None:
+            reap.flush()
 
     # -- audit ----------------------------------------------------------------------
     def audit_network(self, nid: str, endpoints: dict[str, str]) -> list[str]:
@@ -774,12 +821,18 @@ class BridgeDriver(Driver):
                 problems.append(f"endpoint {eid}: not joined but its veth {name} exists")
         return problems
 
-    def owned_devices(self) -> list[tuple[str, str, str, int]]:
+    def owned_devices(self, *, include_pending: bool = True) -> list[tuple[str, str, str, int]]:
         """(kind, id, name, ifindex) of every device in the host namespace tagged with
-        this store's id: for reconcile and audit."""
+        this store's id: for reconcile and audit. ``include_pending=False`` leaves out
+        the devices waiting in the reap group (down, deleted soon)."""
+        from pynetlib.drivers.bridge.reaper import REAP_GROUP
+
         out = []
         for link in self._host().links():
             t = parse_device_tag(link.alias) if link.alias else None
-            if t is not None and t[0] == self._sid:
-                out.append((t[1], t[2], link.name, link.index))
+            if t is None or t[0] != self._sid:
+                continue
+            if not include_pending and link.group == REAP_GROUP and not link.up:
+                continue
+            out.append((t[1], t[2], link.name, link.index))
         return out
