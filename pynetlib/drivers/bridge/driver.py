@@ -25,7 +25,7 @@ from pynetlib.drivers.bridge.config import (DriverConfig, InvalidConfigError, Ne
 from pynetlib.errors import (ActiveEndpointsError, ForbiddenError, ObjectExistsError,
                              IPOutOfRangeError, NotFoundError)
 from pynetlib.kernel import NetlinkSocket, attach_veth, validate
-from pynetlib.store import dumps, loads
+from pynetlib.store import CorruptStoreError, dumps, loads
 from pynetlib.types import PortBinding, TransportPort
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,12 @@ class _Endpoint:
 
     @classmethod
     def from_json(cls, d) -> "_Endpoint":
-        d = codec.decode(d)
-        return cls(d["eid"], d["mac"], d["v4"], d["v6"], d["bindings"], d["exposed"])
+        try:
+            d = codec.decode(d)
+            return cls(d["eid"], d["mac"], d["v4"], d["v6"], d["bindings"], d["exposed"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CorruptStoreError(f"bridge endpoint record does not decode: {e!r}") \
+                from None
 
 
 @dataclass
@@ -118,9 +122,13 @@ class _Network:
 
     @classmethod
     def from_json(cls, d) -> "_Network":
-        d = codec.decode(d)
-        cfg = NetworkConfig(**d.pop("cfg"))
-        return cls(cfg=cfg, **{k: d[k] for k in cls._SAVED})
+        try:
+            d = codec.decode(d)
+            cfg = NetworkConfig(**d.pop("cfg"))
+            return cls(cfg=cfg, **{k: d[k] for k in cls._SAVED})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CorruptStoreError(f"bridge network record does not decode: {e!r}") \
+                from None
 
 
 class BridgeDriver(Driver):
@@ -819,6 +827,39 @@ class BridgeDriver(Driver):
                     problems.append(f"endpoint {eid}: veth {name} is not on {net.bridge}")
             elif st == "created" and dev is not None:
                 problems.append(f"endpoint {eid}: not joined but its veth {name} exists")
+        return problems
+
+    def audit_addresses(self, nid: str) -> list[str]:
+        """The pool's allocated IPv4 addresses against the records: the gateway, the
+        reserved addresses and the endpoints' (IPv6 pools are too large to list)."""
+        try:
+            net = self._net(nid)
+        except NotFoundError:
+            return []                    # audit_network reports the missing record
+        listing = getattr(self._ipam, "allocated", None)
+        if net.pool4 is None or listing is None:
+            return []
+        c = self._store.read() if self._store is not None else None
+        with net.lock:
+            self._prune(net)
+            eps = dict(net.endpoints)
+        if c is not None:
+            for (v,) in c.execute("SELECT value FROM kv WHERE owner='bridge' AND key LIKE ?",
+                                  (f"ep/{nid}/%",)):
+                ep = _Endpoint.from_json(loads(v, "bridge endpoint"))
+                eps[ep.eid] = ep
+        want = {ipaddress.ip_address(a) for a in net.reserved4}
+        if net.bridge_ip4 is not None:
+            want.add(net.bridge_ip4.ip)
+        want |= {ep.v4.ip for ep in eps.values() if ep.v4 is not None}
+        try:
+            have = set(listing(net.pool4))
+        except Exception as e:
+            return [f"network {nid}: IPAM pool {net.pool4} does not load: {e}"]
+        problems = [f"network {nid}: address {a} is recorded but free in IPAM pool "
+                    f"{net.pool4} (it could be handed out twice)" for a in sorted(want - have)]
+        problems += [f"network {nid}: address {a} is allocated in IPAM pool {net.pool4} but "
+                     "no record holds it (leaked)" for a in sorted(have - want)]
         return problems
 
     def owned_devices(self, *, include_pending: bool = True) -> list[tuple[str, str, str, int]]:
