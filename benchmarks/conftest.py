@@ -15,6 +15,8 @@ import pytest
 from pynetlib.testing import in_sandbox, isolate_pytest_run
 
 RESULTS: dict[str, dict[str, float]] = {}
+#: free-form figures (throughput, p99, CPU per container, growth), printed as given
+FIGURES: list[tuple[str, str, str]] = []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -31,6 +33,10 @@ def rounds(default: int) -> int:
 
 def record(group: str, impl: str, median_s: float) -> None:
     RESULTS.setdefault(group, {})[impl] = median_s
+
+
+def figure(name: str, impl: str, text: str) -> None:
+    FIGURES.append((name, impl, text))
 
 
 def record_benchmark(benchmark, group: str, impl: str) -> None:
@@ -52,7 +58,7 @@ def _fmt(s: float | None) -> str:
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not RESULTS:
+    if not RESULTS and not FIGURES:
         return
     tr = terminalreporter
     tr.section("pynetlib benchmark summary (medians)")
@@ -66,3 +72,7 @@ def pytest_terminal_summary(terminalreporter):
             rc = f"{v / c:9.2f}x" if c and impl != "c-loop" else f"{'':10}"
             rp = f"{v / pn:11.2f}x" if pn and impl != "pynetlib" else f"{'':12}"
             tr.write_line(f"{group:40}{impl:>18}{_fmt(v):>14}{rc}{rp}")
+    if FIGURES:
+        tr.write_line("")
+        for name, impl, text in FIGURES:
+            tr.write_line(f"{name:40}{impl:>18}  {text}")

@@ -1,0 +1,301 @@
+"""High churn: full container lifecycles, the way a busy host runs them.
+
+One lifecycle = a new container's sandbox, attach (``create_endpoint`` + ``join``),
+detach (``leave`` + ``delete``), the sandbox's removal. With LIVE containers on the
+bridge, WORKERS threads run lifecycles until COUNT containers have passed. The same work
+in the same run by:
+- pynetlib through its public API (store on disk);
+- the C loop over pynetlib's C library (netns create + attach + netns delete);
+- pyroute2 in-process (netns create, veth into it, bridge, up, address, route, netns
+  remove);
+- Debian's containernetworking-plugins ``bridge`` plugin with ``host-local`` IPAM,
+  executed exactly as a container runtime executes it (CNI_COMMAND ADD/DEL, config on
+  stdin), the runtime's namespace made by pynetlib's kernel layer for it.
+Reported: lifecycles per second at each implementation's best worker count, attach and
+detach medians and p99, CPU seconds per container, and resident memory and open file
+descriptors at the start and the end of the run.
+
+Environment: PNL_CHURN_COUNT (10000), PNL_CHURN_LIVE (200), PNL_CHURN_SLOW_COUNT (the
+slower implementations' count, 400), PNL_CHURN_WORKERS ("1,2").
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import pynetlib
+from pynetlib import netlabel
+from pynetlib.kernel import Netns, delete_netns
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import figure, record  # noqa: E402
+
+COUNT = int(os.environ.get("PNL_CHURN_COUNT", "10000"))
+LIVE = int(os.environ.get("PNL_CHURN_LIVE", "200"))
+SLOW_COUNT = int(os.environ.get("PNL_CHURN_SLOW_COUNT", "400"))
+WORKERS = [int(w) for w in os.environ.get("PNL_CHURN_WORKERS", "1,2").split(",")]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CNI_DIR = "/usr/lib/cni"
+BRIDGE = "pnlchurn0"
+_seq = itertools.count(1)
+
+
+def _p(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def _rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _cpu():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _report(tag, impl, n, wall, cpu, attach, detach, mem=None):
+    rate = n / wall
+    figure(f"churn {tag}: lifecycles/s", impl, f"{rate:8.0f}/s over {n} containers, "
+           f"CPU {cpu / n * 1e3:.2f} ms/container")
+    if attach:
+        figure(f"churn {tag}: attach", impl, f"median {statistics.median(attach) * 1e3:.3f} ms"
+               f", p99 {_p(attach, 0.99) * 1e3:.3f} ms")
+    if detach:
+        figure(f"churn {tag}: detach", impl, f"median {statistics.median(detach) * 1e3:.3f} ms"
+               f", p99 {_p(detach, 0.99) * 1e3:.3f} ms")
+    if mem:
+        figure(f"churn {tag}: RSS / fds", impl, mem)
+    record(f"churn {tag}: time per lifecycle", impl, wall / n)
+    return rate
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    if not os.environ.get("PYNETLIB_TEST_SANDBOX"):
+        pytest.skip("kernel benchmarks need root (the run isolates itself with unshare)")
+    state = str(tmp_path_factory.mktemp("state"))
+    ctrl = pynetlib.Controller(state, host_routes=lambda: [])
+    net = ctrl.new_network("bridge", "churn", {netlabel.GENERIC_DATA: {
+        "BridgeName": BRIDGE, "AddressIPv4": "10.88.0.1/16"}})
+    for i in range(LIVE):
+        net.create_endpoint(f"live{i}").join(f"live{i}")
+    yield ctrl, net
+    for ep in net.endpoints():
+        if ep.joined_container:
+            ep.leave(ep.joined_container)
+        ep.delete()
+    net.delete()
+    ctrl.close()
+
+
+@pytest.fixture(scope="module")
+def c_loop(tmp_path_factory):
+    build = tmp_path_factory.mktemp("cbuild")
+    subprocess.run(["cmake", "-S", ROOT, "-B", str(build), "-DPNL_PYTHON=OFF",
+                    "-DPNL_BUILD_TOOLS=ON", "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "pnl_attach_loop"],
+                   check=True, capture_output=True)
+    return str(build / "pnl_attach_loop")
+
+
+def _run_workers(workers, count, one):
+    """Run ``one(i)`` for i in range(count) on ``workers`` threads; returns the lists of
+    attach and detach seconds it returned."""
+    attach, detach, errors = [], [], []
+    it = iter(range(count))
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                i = next(it, None)
+            if i is None:
+                return
+            try:
+                a, d = one(i)
+            except Exception as e:        # reported below, stops the run
+                errors.append(e)
+                return
+            with lock:
+                attach.append(a)
+                detach.append(d)
+
+    ts = [threading.Thread(target=work) for _ in range(workers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+    return attach, detach
+
+
+@pytest.mark.benchmark(group="churn")
+def bench_churn_pynetlib(benchmark, env):
+    ctrl, net = env
+    best = 0.0
+    for workers in WORKERS:
+        tag = f"{LIVE} live"
+
+        def one(i):
+            name = f"c{workers}x{i}"
+            t0 = time.perf_counter()
+            ep = net.create_endpoint(name)
+            ep.join(name)
+            t1 = time.perf_counter()
+            ep.leave(name)
+            ep.delete()
+            return t1 - t0, time.perf_counter() - t1
+
+        _run_workers(workers, min(200, COUNT), one)        # warm up
+        rss0, fd0, cpu0 = _rss_kb(), _fds(), _cpu()
+        t0 = time.perf_counter()
+        attach, detach = _run_workers(workers, COUNT, one)
+        wall = time.perf_counter() - t0
+        cpu = _cpu() - cpu0
+        ctrl.flush_teardown()
+        rss1, fd1 = _rss_kb(), _fds()
+        mem = (f"RSS {rss0} -> {rss1} KiB ({(rss1 - rss0) / rss0 * 100:+.1f} %), "
+               f"fds {fd0} -> {fd1}")
+        rate = _report(f"{tag}, {workers} worker(s)", "pynetlib", COUNT, wall, cpu, attach,
+                       detach, mem)
+        best = max(best, rate)
+    figure(f"churn {LIVE} live: best lifecycles/s", "pynetlib", f"{best:.0f}/s")
+    benchmark.extra_info["best_rate"] = best
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    assert ctrl.audit() == []
+
+
+@pytest.mark.benchmark(group="churn")
+def bench_churn_c_loop(benchmark, env, c_loop):
+    best = 0.0
+    for workers in WORKERS:
+        prefix = f"k{next(_seq)}x"
+        cpu0 = _cpu()
+        p = subprocess.run([c_loop, "/run/netns", BRIDGE, str(COUNT), prefix, "lifecycle",
+                            str(workers)], capture_output=True, text=True, check=True)
+        cpu = _cpu() - cpu0
+        times = [int(l.split()[1]) / 1e9 for l in p.stdout.splitlines()
+                 if l.startswith("lifecycle")]
+        wall = [int(l.split()[1]) / 1e9 for l in p.stdout.splitlines()
+                if l.startswith("wall")][0]
+        rate = _report(f"{LIVE} live, {workers} worker(s)", "c-loop", len(times), wall, cpu,
+                       times, [])
+        best = max(best, rate)
+    figure(f"churn {LIVE} live: best lifecycles/s", "c-loop", f"{best:.0f}/s")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+@pytest.mark.benchmark(group="churn")
+def bench_churn_pyroute2(benchmark, env):
+    from pyroute2 import IPRoute, netns
+
+    ipr = IPRoute()
+    br = ipr.link_lookup(ifname=BRIDGE)[0]
+    best = 0.0
+    for workers in WORKERS:
+        def one(i):
+            name = f"r{workers}x{i}"
+            addr = f"10.88.{150 + (i // 250) % 50}.{2 + i % 250}"
+            t0 = time.perf_counter()
+            netns.create(name)
+            path = f"/run/netns/{name}"
+            with IPRoute() as h:
+                h.link("add", ifname=f"q{name}", kind="veth",
+                       peer={"ifname": "eth0", "net_ns_fd": path}, master=br, state="up")
+            c = IPRoute(netns=path)
+            idx = c.link_lookup(ifname="eth0")[0]
+            c.link("set", index=1, state="up")
+            c.link("set", index=idx, state="up")
+            c.addr("add", index=idx, address=addr, prefixlen=16)
+            c.route("add", gateway="10.88.0.1")
+            c.close()
+            t1 = time.perf_counter()
+            netns.remove(name)
+            return t1 - t0, time.perf_counter() - t1
+
+        cpu0 = _cpu()
+        t0 = time.perf_counter()
+        attach, detach = _run_workers(workers, SLOW_COUNT, one)
+        wall = time.perf_counter() - t0
+        rate = _report(f"{LIVE} live, {workers} worker(s)", "pyroute2", SLOW_COUNT, wall,
+                       _cpu() - cpu0, attach, detach)
+        best = max(best, rate)
+    ipr.close()
+    figure(f"churn {LIVE} live: best lifecycles/s", "pyroute2", f"{best:.0f}/s")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+@pytest.mark.benchmark(group="churn")
+def bench_churn_cni_bridge(benchmark, env, tmp_path):
+    if not os.path.exists(os.path.join(CNI_DIR, "bridge")):
+        pytest.skip("Debian's containernetworking-plugins is not installed")
+    data = tmp_path / "host-local"
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "bench", "type": "bridge",
+                       "bridge": "cnibr0", "isGateway": True, "ipMasq": False,
+                       "ipam": {"type": "host-local", "subnet": "10.92.0.0/16",
+                                "dataDir": str(data)}})
+
+    def cni(cmd, cid, path):
+        env_ = {"CNI_COMMAND": cmd, "CNI_CONTAINERID": cid, "CNI_NETNS": path,
+                "CNI_IFNAME": "eth0", "CNI_PATH": CNI_DIR, "PATH": os.environ["PATH"]}
+        r = subprocess.run([os.path.join(CNI_DIR, "bridge")], input=conf, env=env_,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"CNI {cmd} failed: {r.stdout} {r.stderr}")
+
+    live = []
+    for i in range(LIVE):
+        name = f"cnil{i}"
+        Netns.create(name).close()
+        cni("ADD", name, f"/run/netns/{name}")
+        live.append(name)
+    best = 0.0
+    try:
+        for workers in WORKERS:
+            def one(i):
+                name = f"cni{workers}x{i}"
+                path = f"/run/netns/{name}"
+                t0 = time.perf_counter()
+                Netns.create(name).close()              # the runtime's namespace
+                cni("ADD", name, path)
+                t1 = time.perf_counter()
+                cni("DEL", name, path)
+                delete_netns(name)
+                return t1 - t0, time.perf_counter() - t1
+
+            cpu0 = _cpu()
+            t0 = time.perf_counter()
+            attach, detach = _run_workers(workers, SLOW_COUNT, one)
+            wall = time.perf_counter() - t0
+            rate = _report(f"{LIVE} live, {workers} worker(s)", "cni-bridge", SLOW_COUNT,
+                           wall, _cpu() - cpu0, attach, detach)
+            best = max(best, rate)
+    finally:
+        for name in live:
+            cni("DEL", name, f"/run/netns/{name}")
+            delete_netns(name)
+        subprocess.run(["ip", "link", "del", "cnibr0"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+    figure(f"churn {LIVE} live: best lifecycles/s", "cni-bridge", f"{best:.0f}/s")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
