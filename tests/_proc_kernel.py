@@ -80,3 +80,41 @@ def nft_tags() -> dict[str, set[str]]:
 def ping(ns: str, ip: str) -> bool:
     return subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", "-W1", ip],
                           capture_output=True).returncode == 0
+
+
+def settled(check, timeout: float = 10.0):
+    """``check()`` (which asserts), retried until it passes or ``timeout`` runs out. The
+    kernel destroys a deleted namespace, and the veth inside it, asynchronously: the host
+    end of a left endpoint may linger for a moment after leave returned (FM11)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def audit_settled(c, timeout: float = 10.0) -> list[str]:
+    """``c.audit()`` once pending teardown is done (see :func:`settled`)."""
+    flush = getattr(c, "flush_teardown", None)
+    if flush is not None:
+        flush()
+
+    def check():
+        problems = c.audit()
+        assert problems == [], problems
+        return problems
+
+    try:
+        return settled(check, timeout)
+    except AssertionError:
+        return c.audit()
+
+
+def kernel_empty(store_id: str) -> None:
+    assert owned_links(store_id) == {"network": {}, "endpoint": {}}
+    assert owned_netns(store_id) == set()

@@ -30,7 +30,8 @@ import pynetlib
 from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _proc_kernel import OPS, ROOT, ip_j, link_names, owned_links, owned_netns  # noqa: E402
+from _proc_kernel import (  # noqa: E402
+    audit_settled, kernel_empty, settled, OPS, ROOT, ip_j, link_names, owned_links, owned_netns)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -110,26 +111,27 @@ def test_churn_with_random_sigkills(tmp_path):
     assert kills >= 3 and joined > 0 and observed > 0, (kills, joined, observed, errors)
 
     with open_ctrl(state) as c:
-        assert c.audit() == []
+        assert audit_settled(c) == []
         net = c.network_by_name("churn")
         eps = net.endpoints()
         attached = {e.id for e in eps if e.joined_container}
         assert c.ipam.available(POOL) == free0 - len(eps)
         ips = [str(e.info().interfaces[0].address.ip) for e in eps]
         assert len(set(ips)) == len(ips)
-        kern = owned_links(sid)
-        assert set(kern["endpoint"]) == attached
-        assert {n for n in link_names() if n.startswith("pnl") and len(n) == 15} == \
-            {f"pnl{e[:12]}" for e in attached}
-        assert len(owned_netns(sid)) == len(attached)
+        def kernel():
+            assert set(owned_links(sid)["endpoint"]) == attached
+            assert {n for n in link_names() if n.startswith("pnl") and len(n) == 15} == \
+                {f"pnl{e[:12]}" for e in attached}
+            assert len(owned_netns(sid)) == len(attached)
+
+        settled(kernel)
         for e in eps:
             if e.joined_container:
                 e.leave(e.joined_container)
             e.delete()
         assert c.ipam.available(POOL) == free0
-        assert c.audit() == []
+        assert audit_settled(c) == []
         net.delete()
-    assert owned_links(sid) == {"network": {}, "endpoint": {}}
-    assert owned_netns(sid) == set()
+    settled(lambda: kernel_empty(sid))
     print(f"churn: {kills} kills, {joined} joins, {samples} kernel samples, "
           f"{observed} live addresses observed")

@@ -27,7 +27,9 @@ import pynetlib
 from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _proc_kernel import nft_tags, op_ok, owned_links, owned_netns, link_names, run_op
+from _proc_kernel import (  # noqa: E402
+    audit_settled, kernel_empty, settled, nft_tags, op_ok, owned_links, owned_netns,
+    link_names, run_op)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -75,7 +77,7 @@ class World:
     def check(self) -> pynetlib.Controller:
         """Reopen, check every invariant; returns the open controller."""
         c = open_ctrl(self.state)
-        assert c.audit() == []
+        assert audit_settled(c) == []
         nets = {n.id: n for n in c.networks()}
         attached, with_ports, keys = set(), set(), set()
         for net in nets.values():
@@ -91,15 +93,18 @@ class World:
         # pools of networks that are gone are released
         live_pools = {self.pools[n.name] for n in nets.values()}
         assert set(c.ipam.pools()) == live_pools
-        kern = owned_links(self.sid)
-        assert set(kern["network"]) == set(nets)
-        assert set(kern["endpoint"]) == attached
-        assert {n for n in link_names() if HOST_VETH.match(n)} == \
-            {f"pnl{e[:12]}" for e in attached}
-        assert owned_netns(self.sid) == keys
-        tags = nft_tags()
-        assert tags["endpoint"] == with_ports
-        assert {n for n in tags["network"] if len(n) == 64} == set(nets)
+        def kernel():
+            kern = owned_links(self.sid)
+            assert set(kern["network"]) == set(nets)
+            assert set(kern["endpoint"]) == attached
+            assert {n for n in link_names() if HOST_VETH.match(n)} == \
+                {f"pnl{e[:12]}" for e in attached}
+            assert owned_netns(self.sid) == keys
+            tags = nft_tags()
+            assert tags["endpoint"] == with_ports
+            assert {n for n in tags["network"] if len(n) == 64} == set(nets)
+
+        settled(kernel)
         return c
 
     def teardown(self) -> None:
@@ -110,9 +115,8 @@ class World:
                         ep.leave(ep.joined_container)
                     ep.delete()
                 net.delete()
-            assert c.audit() == []
-        assert owned_links(self.sid) == {"network": {}, "endpoint": {}}
-        assert owned_netns(self.sid) == set()
+            assert audit_settled(c) == []
+        settled(lambda: kernel_empty(self.sid))
 
 
 

@@ -16,7 +16,8 @@ from pynetlib import errors as E
 from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _proc_kernel import OPS, ROOT, op_ok, owned_links  # noqa: E402
+from _proc_kernel import (  # noqa: E402
+    audit_settled, kernel_empty, settled, OPS, ROOT, op_ok, owned_links)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -44,9 +45,9 @@ def teardown(state):
                     ep.leave(ep.joined_container)
                 ep.delete()
             net.delete()
-        assert c.audit() == []
+        assert audit_settled(c) == []
         sid = c.store_id
-    assert owned_links(sid) == {"network": {}, "endpoint": {}}
+    settled(lambda: kernel_empty(sid))
 
 
 @pytest.mark.parametrize("procs,each", [(2, 100), (4, 60)])
@@ -72,7 +73,7 @@ def test_parallel_endpoint_creation_hands_out_each_address_once(tmp_path, procs,
         assert len(eps) == procs * each
         assert sorted(str(e.info().interfaces[0].address.ip) for e in eps) == sorted(ips)
         assert c.ipam.available(pool) == free0 - procs * each
-        assert c.audit() == []
+        assert audit_settled(c) == []
     teardown(state)
 
 
@@ -94,7 +95,7 @@ def test_networks_are_shared_and_names_collide(tmp_path):
         assert sorted(rc for rc, _ in results) == [0, 1, 1, 1], results
         assert all("NetworkNameError" in err for rc, err in results if rc)
         assert [n.name for n in c.networks()].count("race") == 1
-        assert c.audit() == []
+        assert audit_settled(c) == []
         # the losers reserved nothing
         assert len(c.ipam.pools()) == 2
     teardown(state)
@@ -110,12 +111,12 @@ def test_what_another_process_deleted_is_gone_here(tmp_path):
         eps = [net.create_endpoint(f"e{i}") for i in range(5)]
         assert [str(e.info().interfaces[0].address.ip) for e in eps][0] == "10.180.0.2"
         op_ok(state, "delete_endpoint", "small", "e0")                   # frees .2
-        assert c.audit() == []
+        assert audit_settled(c) == []
         again = net.create_endpoint("again")                             # wraps to .2
         assert str(again.info().interfaces[0].address.ip) == "10.180.0.2"
         for name in ("e1", "e2", "e3", "e4", "again"):
             op_ok(state, "delete_endpoint", "small", name)
-        assert c.audit() == []
+        assert audit_settled(c) == []
         net.delete()
         assert c.networks() == []
         # a network another process deleted does not hold its bridge name here

@@ -22,7 +22,8 @@ import pynetlib
 from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _proc_kernel import link_names, owned_links, owned_netns, ping, run_op  # noqa: E402
+from _proc_kernel import (  # noqa: E402
+    audit_settled, kernel_empty, settled, link_names, owned_links, owned_netns, ping, run_op)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -44,10 +45,9 @@ def teardown(state):
                     ep.leave(ep.joined_container)
                 ep.delete()
             net.delete()
-        assert c.audit() == []
+        assert audit_settled(c) == []
         sid = c.store_id
-    assert owned_links(sid) == {"network": {}, "endpoint": {}}
-    assert owned_netns(sid) == set()
+    settled(lambda: kernel_empty(sid))
 
 
 def snapshot(c) -> dict:
@@ -83,7 +83,7 @@ def test_restart_with_1000_endpoints_keeps_every_allocation_and_the_cursor(tmp_p
             probe = net.create_endpoint("probe")
             probes[net.name] = probe.info().interfaces[0].address.ip
             probe.delete()
-        assert a.audit() == []
+        assert audit_settled(a) == []
         before = snapshot(a)
         maps = bitmaps(a, pools)
         free = {p: a.ipam.available(p) for p in pools}
@@ -92,7 +92,7 @@ def test_restart_with_1000_endpoints_keeps_every_allocation_and_the_cursor(tmp_p
         assert snapshot(b) == before
         assert bitmaps(b, pools) == maps             # every bit, and the cursor
         assert {p: b.ipam.available(p) for p in pools} == free
-        assert b.audit() == []
+        assert audit_settled(b) == []
         for name, last in probes.items():
             ep = b.network_by_name(name).create_endpoint("after")
             assert ep.info().interfaces[0].address.ip == last + 1     # next-fit goes on
@@ -114,7 +114,7 @@ def test_joined_endpoints_survive_a_sigkill_and_still_talk(tmp_path):
     for restart in ("after SIGKILL", "after close"):
         c = open_ctrl(state)
         try:
-            assert c.audit() == [], restart
+            assert audit_settled(c) == [], restart
             for net, name, ip, key in eps:
                 ep = c.network_by_name(net).endpoint_by_name(name)
                 assert ep.joined_container == f"{net}-c{name.rsplit('-', 1)[1]}"
