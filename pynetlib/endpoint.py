@@ -72,7 +72,7 @@ class Endpoint:
         self.name = name
         self.id = eid
         self._lock = threading.Lock()        # serialises this process's join/leave/delete
-        self._ifaces_json: str | None = None  # interfaces never change after creation
+        self._ifaces: list[Interface] | None = None  # never change after creation
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} {self.id[:12]} network={self._net.name}>"
@@ -113,9 +113,9 @@ class Endpoint:
         return self._net._driver.endpoint_oper_info(self._net.id, self.id)
 
     def _interfaces(self) -> list[Interface]:
-        if self._ifaces_json is None:
-            self._ifaces_json = self._row()[0]
-        return interfaces_from_json(self._ifaces_json)
+        if self._ifaces is None:
+            self._ifaces = interfaces_from_json(self._row()[0])
+        return list(self._ifaces)
 
     def _options(self) -> dict:
         return codec.decode(loads(self._row()[4], "endpoint options") or {})

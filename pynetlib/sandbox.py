@@ -58,6 +58,7 @@ class Sandbox:
         self.kind = kind
         self.files_dir = files_dir
         self._netns: Netns | None = None
+        self._destroyed = False
         self._lock = threading.Lock()
         self.hosts_path: str | None = None
         self.resolv_conf_path: str | None = None
@@ -86,6 +87,7 @@ class Sandbox:
         ns = Netns.create(name, netns_dir, lo_up=True, with_socket=True)
         with self._lock:
             self._netns = ns
+            self._destroyed = False
 
     def close(self) -> None:
         with self._lock:
@@ -97,6 +99,9 @@ class Sandbox:
         """Close the handle and, if pynetlib made the namespace, delete it; remove the
         container's files. Idempotent."""
         self.close()
+        if self._destroyed:
+            return
+        self._destroyed = True
         if self.kind == OWNED:
             remove_owned_namespace(self.key)
         if self.resolv_conf_path:

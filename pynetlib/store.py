@@ -88,11 +88,18 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]      # field 22; comm may hold ')'
 
 
+_token: tuple[int, str] | None = None
+
+
 def owner_token() -> str:
     """Who is doing an operation: ``<pid>:<start time>`` of this process. Written with
     an intent so that reconcile in another process leaves an operation that is still in
     flight alone (pid and start time together survive pid reuse)."""
-    return f"{os.getpid()}:{_start_time(os.getpid())}"
+    global _token
+    pid = os.getpid()
+    if _token is None or _token[0] != pid:          # computed once per process (and fork)
+        _token = (pid, f"{pid}:{_start_time(pid)}")
+    return _token[1]
 
 
 def owner_alive(token: str | None) -> bool:
