@@ -22,7 +22,7 @@ from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerID
                              NoSuchNetworkError)
 from pynetlib.failpoints import failpoint
 from pynetlib.names import check_container_id
-from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, prepare_files_dir, sandbox_key
+from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, prepare_files, sandbox_key
 from pynetlib.store import dumps, loads, owner_token
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=No
         try:
             failpoint("endpoint.join.before_kernel")
             if new_sandbox:
-                prepare_files_dir(sb.files_dir)
+                prepare_files(sb)
                 if kind == OWNED:
                     sb.create_namespace(ctrl.netns_dir)
             done = _plumb(ctrl, net, ep, sb, plan, dict(generic or {}))
@@ -137,7 +137,8 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
     by_id = {i.id(): i for i in ifaces}
     target = None
     if plan["ifname"]:
-        target = PlumbTarget(sb.netns, plan["ifname"], plan["route4"], plan["route6"])
+        target = PlumbTarget(sb.netns, plan["ifname"], plan["route4"], plan["route6"],
+                             sb.lo_pending)
     jinfo = JoinInfo(ifaces, target)
     driver = net._driver
     driver.join(net.id, ep.id, sb.key, jinfo, generic)
@@ -169,6 +170,10 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
                 log.exception("moving %s out of %s", dst, sb.key)
         driver.leave(net.id, ep.id)
         raise
+    if sb.lo_pending:
+        if not (target is not None and any(n.plumbed for n in jinfo.interface_names())):
+            sb.netns.socket().link_set(1, up=True)      # lo: no driver pipeline did it
+        sb.lo_pending = False
     placed = {n.dst_name for n in jinfo.interface_names() if n.plumbed or n.src_name}
     ifnames = [n for n in ifnames if n in placed]
     record = {"sandbox_key": sb.key, "kind": sb.kind, "ifnames": ifnames,
@@ -201,8 +206,8 @@ def _write_files(ep, sb, jinfo, first, hostname, domainname, hosts_path, resolv_
     ifaces = ep._interfaces()
     v4 = next((i.address() for i in ifaces if i.address() is not None), None)
     v6 = any(i.address_ipv6() is not None for i in ifaces)
-    hp = hosts_path or sb.hosts_path or os.path.join(sb.files_dir, "hosts")
-    rp = resolv_conf_path or sb.resolv_conf_path or os.path.join(sb.files_dir, "resolv.conf")
+    hp = hosts_path or sb.hosts_path or sb.default_hosts
+    rp = resolv_conf_path or sb.resolv_conf_path or sb.default_resolv
     for user_path in (hosts_path, resolv_conf_path):
         if user_path:
             os.makedirs(os.path.dirname(user_path), exist_ok=True)

@@ -271,8 +271,7 @@ class Controller:
             if sb is None or sb.key != key:
                 if sb is not None:
                     sb.close()
-                sb = self._sandboxes[cid] = Sandbox(self, cid, key, kind,
-                                                    os.path.join(self._files_root, cid))
+                sb = self._sandboxes[cid] = Sandbox(self, cid, key, kind, self._files_root)
             sb.hosts_path, sb.resolv_conf_path = hosts_path, resolv_path
             return sb
 

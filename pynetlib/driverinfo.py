@@ -142,12 +142,14 @@ class PlumbTarget:
     """pynetlib extension for drivers that plumb straight into the sandbox (the fast
     path): the sandbox's namespace (with its cached netlink socket), the name the
     interface gets inside, and whether the driver should install the IPv4 and the IPv6
-    default route (False when another endpoint of the sandbox provides it)."""
+    default route (False when another endpoint of the sandbox provides it), and whether
+    to bring the sandbox's ``lo`` up in the same pipeline (a new sandbox)."""
 
     netns: object
     ifname: str
     route4: bool
     route6: bool
+    lo_up: bool = False
 
 
 class JoinInfo:

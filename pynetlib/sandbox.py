@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 
 from pynetlib import resolvconf
@@ -57,6 +56,10 @@ class Sandbox:
         self.key = key
         self.kind = kind
         self.files_dir = files_dir
+        #: the container's own files, unless a join names other paths
+        self.default_hosts = os.path.join(files_dir, container_id + ".hosts")
+        self.default_resolv = os.path.join(files_dir, container_id + ".resolv.conf")
+        self.lo_pending = False
         self._netns: Netns | None = None
         self._destroyed = False
         self._lock = threading.Lock()
@@ -82,12 +85,14 @@ class Sandbox:
             return self._netns
 
     def create_namespace(self, netns_dir: str) -> None:
-        """Make the namespace of an owned sandbox (its socket comes with it)."""
+        """Make the namespace of an owned sandbox (its socket comes with it). Its lo is
+        brought up by the first join's pipeline (see ``lo_pending``)."""
         name = os.path.basename(self.key)
-        ns = Netns.create(name, netns_dir, lo_up=True, with_socket=True)
+        ns = Netns.create(name, netns_dir, lo_up=False, with_socket=True)
         with self._lock:
             self._netns = ns
             self._destroyed = False
+            self.lo_pending = True
 
     def close(self) -> None:
         with self._lock:
@@ -106,7 +111,15 @@ class Sandbox:
             remove_owned_namespace(self.key)
         if self.resolv_conf_path:
             resolvconf.forget(self.resolv_conf_path)
-        shutil.rmtree(self.files_dir, ignore_errors=True)
+        remove_files(self)
+
+
+def remove_files(sb: "Sandbox") -> None:
+    for path in (sb.default_hosts, sb.default_resolv):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def remove_owned_namespace(key: str) -> None:
@@ -119,10 +132,6 @@ def remove_owned_namespace(key: str) -> None:
             raise
 
 
-def prepare_files_dir(files_dir: str) -> None:
-    """A fresh directory for the container's files (one left by a crash is removed)."""
-    try:
-        os.mkdir(files_dir, 0o755)
-    except FileExistsError:
-        shutil.rmtree(files_dir, ignore_errors=True)
-        os.mkdir(files_dir, 0o755)
+def prepare_files(sb: "Sandbox") -> None:
+    """No stale files of the container (a crash may have left some)."""
+    remove_files(sb)

@@ -680,7 +680,7 @@ class BridgeDriver(Driver):
                             gateway=net.gateway4 if (target.route4 and ep.v4) else None,
                             address6=ep.v6,
                             gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
-                            alias=endpoint_tag(self._sid, eid), lo_up=False)
+                            alias=endpoint_tag(self._sid, eid), lo_up=target.lo_up)
 
             try:
                 attach()
