@@ -71,7 +71,8 @@ class Controller:
         self._drivers: dict[str, Driver] = {}
         self._handles: dict[str, Network] = {}
         self._sandboxes: dict[str, Sandbox] = {}
-        self._container_locks: dict[str, threading.Lock] = {}
+        # Striped, so a long-running controller keeps a bounded set of locks.
+        self._container_locks = [threading.Lock() for _ in range(256)]
         self._host_sock: NetlinkSocket | None = None
         self._host_ns: Netns | None = None
         self._closed = False
@@ -288,8 +289,7 @@ class Controller:
                 for eid, ename, nid, nname, ntype in rows]
 
     def _container_lock(self, container_id: str) -> threading.Lock:
-        with self._lock:
-            return self._container_locks.setdefault(container_id, threading.Lock())
+        return self._container_locks[hash(container_id) % len(self._container_locks)]
 
     # -- plumbing for drivers that hand over a host device ----------------------------
     def _move_into_sandbox(self, sb: Sandbox, src: str, dst: str, iface) -> None:

@@ -25,8 +25,10 @@ DEFAULT_LINES = (
 )
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})?$")
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+# Striped locks: a bounded set, so a long-running process does not grow one lock per
+# container it ever saw. Two paths sharing a stripe only serialise their writes.
+_STRIPES = 64
+_locks = [threading.Lock() for _ in range(_STRIPES)]
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,7 @@ class Record:
 
 
 def path_lock(path: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(os.path.abspath(path), threading.Lock())
+    return _locks[hash(os.path.abspath(path)) % _STRIPES]
 
 
 def check_hostname(name: str, what: str = "hostname") -> str:
