@@ -21,11 +21,12 @@ import json
 import os
 import sqlite3
 import threading
+import zlib
 from typing import Any, Iterator
 
 from pynetlib.errors import InternalError, TimeoutError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "pynetlib.db"
 BUSY_TIMEOUT_MS = 30_000
 
@@ -67,7 +68,44 @@ CREATE TABLE kv (
 );
 """
 
-MIGRATIONS = {1: _SCHEMA_V1}
+# Row checksums (schema 2): every row of every table carries a CRC-32 in row_sums,
+# kept by triggers that call pnl_sum (a function each connection registers, so a writer
+# that is not pynetlib cannot change a row without the store noticing). Checked on open:
+# a changed byte in any value, a missing row or an extra one is reported, never trusted.
+_SUMMED = {
+    "networks": ("id", "id, name, type, options, state"),
+    "endpoints": ("id", "id, network_id, name, options, interfaces, state, container_id, "
+                        "join_info"),
+    "sandboxes": ("container_id", "container_id, key, kind, hosts_path, resolv_conf_path, "
+                                  "resolv_hash"),
+    "kv": ("owner || '/' || key", "owner, key, value"),
+}
+
+
+def _v2() -> list[str]:
+    out = ["CREATE TABLE row_sums (tbl TEXT NOT NULL, key TEXT NOT NULL, sum INTEGER NOT "
+           "NULL, PRIMARY KEY (tbl, key))"]
+    for tbl, (key, cols) in _SUMMED.items():
+        new_key = key.replace("owner", "NEW.owner").replace("key", "NEW.key") \
+            if tbl == "kv" else f"NEW.{key}"
+        old_key = key.replace("owner", "OLD.owner").replace("key", "OLD.key") \
+            if tbl == "kv" else f"OLD.{key}"
+        new_cols = ", ".join(f"NEW.{c.strip()}" for c in cols.split(","))
+        put = (f"INSERT OR REPLACE INTO row_sums VALUES ('{tbl}', {new_key}, "
+               f"pnl_sum({new_cols}))")
+        drop = f"DELETE FROM row_sums WHERE tbl='{tbl}' AND key={old_key}"
+        out += [f"CREATE TRIGGER {tbl}_sum_i AFTER INSERT ON {tbl} BEGIN {put}; END",
+                f"CREATE TRIGGER {tbl}_sum_u AFTER UPDATE ON {tbl} BEGIN {drop}; {put}; END",
+                f"CREATE TRIGGER {tbl}_sum_d AFTER DELETE ON {tbl} BEGIN {drop}; END",
+                f"INSERT INTO row_sums SELECT '{tbl}', {key}, pnl_sum({cols}) FROM {tbl}"]
+    return out
+
+
+MIGRATIONS = {1: [x for x in _SCHEMA_V1.split(";") if x.strip()], 2: _v2()}
+
+
+def _row_sum(*values) -> int:
+    return zlib.crc32(repr(values).encode("utf-8", "surrogatepass"))
 
 
 class StoreError(InternalError):
@@ -152,6 +190,7 @@ class Store:
                 c = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                     isolation_level=None, check_same_thread=False)
             try:
+                c.create_function("pnl_sum", -1, _row_sum, deterministic=True)
                 c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 if not self._uri:
                     mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -269,19 +308,42 @@ class Store:
                 raise StoreError(f"store {self.path} has schema {version}, newer than this "
                                  f"pynetlib ({SCHEMA_VERSION})")
             for v in range(version + 1, SCHEMA_VERSION + 1):
-                for stmt in MIGRATIONS[v].split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
+                for stmt in MIGRATIONS[v]:
+                    c.execute(stmt)
                 c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        self._check_row_sums(c)
         # integrity_check, not quick_check: an index that disagrees with its table would
         # make a lookup miss a row (an IPAM bitmap "never written", say) silently.
         ok = c.execute("PRAGMA integrity_check(1)").fetchone()[0]
         if ok != "ok":
             raise CorruptStoreError(f"store {self.path} fails SQLite's integrity check: {ok}")
+
+    def _check_row_sums(self, c) -> None:
+        """Every row against its checksum; any difference is corruption."""
+        bad: list[str] = []
+        triggers = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE "
+                                            "type='trigger'")}
+        for tbl in _SUMMED:
+            for t in (f"{tbl}_sum_i", f"{tbl}_sum_u", f"{tbl}_sum_d"):
+                if t not in triggers:
+                    bad.append(f"the checksum trigger {t} is missing")
+        for tbl, (key, cols) in _SUMMED.items():
+            sums = dict(c.execute("SELECT key, sum FROM row_sums WHERE tbl=?", (tbl,)))
+            for k, got in c.execute(f"SELECT {key}, pnl_sum({cols}) FROM {tbl}"):
+                want = sums.pop(k, None)
+                if want is None:
+                    bad.append(f"{tbl} row {k!r} has no checksum (added behind pynetlib)")
+                elif want != got:
+                    bad.append(f"{tbl} row {k!r} does not match its checksum")
+            bad += [f"{tbl} row {k!r} is missing" for k in sums]
+        if bad:
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise CorruptStoreError(f"store {self.path} is damaged: " + "; ".join(bad[:5]) +
+                                    more)
 
     # -- meta and key/value ---------------------------------------------------------
     def meta_get(self, key: str) -> str | None:

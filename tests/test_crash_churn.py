@@ -16,7 +16,6 @@ A longer local run, e.g.::
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import timeit
 
 import pytest
 
@@ -517,15 +516,11 @@ def test_c_kill_mid_attach_leaves_half_done(netns):
 
 # --- cost ------------------------------------------------------------------------------
 
-def test_disarmed_overhead():
-    arm("endpoint.join.after_kernel=raise")           # something else armed: still cheap
-    name = "network.create.before_kernel"
-    n = 1_000_000
-    per_call = min(timeit.repeat(lambda: None, number=n, repeat=5))
-    fp_call = min(timeit.repeat(f"failpoint({name!r})", number=n, repeat=5,
-                                globals={"failpoint": failpoint}))
-    empty = min(timeit.repeat("pass", number=n, repeat=5))
-    ns = (fp_call - empty) / n * 1e9
-    print(f"\ndisarmed failpoint(): {ns:.1f} ns per call "
-          f"(an empty lambda call: {(per_call - empty) / n * 1e9:.1f} ns)")
-    assert ns < 100
+def test_disarmed_failpoint_does_nothing():
+    """A disarmed failpoint (while another is armed) neither raises nor changes state.
+    Its cost is a benchmark figure (benchmarks/bench_failpoints.py), not a test."""
+    arm("endpoint.join.after_kernel=raise")           # something else armed
+    before = armed()
+    for _ in range(10_000):
+        failpoint("network.create.before_kernel")
+    assert armed() == before

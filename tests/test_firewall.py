@@ -450,8 +450,9 @@ def test_traffic_masquerade_internal_and_port_mapping(topo, fw):
         srv_c1.stop()
 
 
-def test_batch_cost(host, fw):
-    """One firewall batch is cheap (reported; loose bound for slow machines)."""
+def test_many_small_batches(host, fw):
+    """Many one-element batches and port additions all land (their cost is printed, not
+    asserted: speed lives in the benchmarks)."""
     fw.ensure()
     nft = fw.nft
     n = 200
@@ -467,7 +468,11 @@ def test_batch_cost(host, fw):
         fw.add_port(NA, f"q{i}")
     per_port = (time.perf_counter() - t) / 20
     print(f"\nnft batch {per_batch * 1e6:.0f} us, add_port {per_port * 1e6:.0f} us")
-    assert per_batch < 0.02 and per_port < 0.02
+    out = subprocess.run(["ip", "netns", "exec", host, "nft", "-j", "list", "set", "bridge",
+                          "pynetlib", f"ports_{NA}"],
+                         capture_output=True, text=True, check=True).stdout
+    text = json.dumps(json.loads(out)["nftables"][1]["set"].get("elem", []))
+    assert all(f'"p{i}"' in text for i in range(1, n))
 
 
 def test_changes_behind_its_back_are_recovered(host, fw):

@@ -17,7 +17,7 @@ from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _proc_kernel import (  # noqa: E402
-    audit_settled, kernel_empty, settled, OPS, ROOT, op_ok, owned_links)
+    audit_settled, kernel_empty, settled, OPS, ROOT, op_ok)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]

@@ -50,6 +50,16 @@ def db(st):
     return os.path.join(st, "pynetlib.db")
 
 
+def writer(st):
+    """A connection that keeps the row checksums, like pynetlib itself: what it writes is
+    a logical inconsistency (a bug's, say) that only the audit can find."""
+    from pynetlib.store import _row_sum
+
+    con = sqlite3.connect(db(st))
+    con.create_function("pnl_sum", -1, _row_sum, deterministic=True)
+    return con
+
+
 def rows(st):
     con = sqlite3.connect(db(st))
     try:
@@ -118,7 +128,7 @@ def test_damaged_page_structure_is_refused(state):
 
 def test_missing_bridge_record_is_reported_not_fatal(state):
     st, _, nid = state
-    con = sqlite3.connect(db(st))
+    con = writer(st)
     con.execute("DELETE FROM kv WHERE owner='bridge' AND key=?", ("net/" + nid,))
     con.commit()
     con.close()
@@ -129,7 +139,7 @@ def test_missing_bridge_record_is_reported_not_fatal(state):
 
 def test_missing_endpoint_row_is_reported(state):
     st, _, _ = state
-    con = sqlite3.connect(db(st))
+    con = writer(st)
     con.execute("DELETE FROM endpoints WHERE name='e3'")
     con.commit()
     con.close()
@@ -155,7 +165,7 @@ def test_tampered_ipam_bitmap_is_detected(state):
         assert any("10.220.0.200" in p and "leaked" in p for p in problems), problems
         c.ipam.release_address(POOL, "10.220.0.200")
     # a bitmap row that does not decode at all
-    con = sqlite3.connect(db(st))
+    con = writer(st)
     con.execute("UPDATE kv SET value=? WHERE owner='ipam' AND key=?",
                 ('{"gen":99,"bitmap":"bm90IGEgYml0bWFw"}', "m/" + POOL))
     con.commit()
@@ -163,3 +173,31 @@ def test_tampered_ipam_bitmap_is_detected(state):
     with pytest.raises(CorruptStoreError, match="bitmap"):
         with open_ctrl(st) as c:
             c.ipam.available(POOL)
+
+
+@pytest.mark.parametrize("change,needs_sum", [
+    ("UPDATE endpoints SET interfaces=replace(interfaces, '.2/', '.9/')", True),  # a byte
+    ("DELETE FROM endpoints WHERE name='e3'", False),                             # a row
+    ("UPDATE kv SET value=replace(value, '\"gen\":', '\"gen\": ') WHERE owner='ipam'",
+     True),
+    ("INSERT INTO kv VALUES ('bridge', 'ep/x/y', '{}')", True),                   # a row more
+])
+def test_writes_behind_pynetlibs_back_are_refused_on_open(state, change, needs_sum):
+    """Another writer (a tool, a bad restore) cannot change a row without pynetlib's
+    checksums: it cannot even write without dropping the triggers, and then every
+    changed, missing or added row is found when the store opens."""
+    from pynetlib.store import CorruptStoreError
+
+    st, _, _ = state
+    con = sqlite3.connect(db(st))
+    if needs_sum:
+        with pytest.raises(sqlite3.OperationalError):
+            con.execute(change)                       # pnl_sum: not this writer's
+    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='trigger'")\
+            .fetchall():
+        con.execute(f"DROP TRIGGER {name}")
+    con.execute(change)
+    con.commit()
+    con.close()
+    with pytest.raises(CorruptStoreError):
+        open_ctrl(st).close()
