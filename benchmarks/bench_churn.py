@@ -38,13 +38,12 @@ from pynetlib import netlabel
 from pynetlib.kernel import Netns, delete_netns
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import figure, record  # noqa: E402
+from conftest import figure, record, teardown_controller  # noqa: E402
 
 COUNT = int(os.environ.get("PNL_CHURN_COUNT", "10000"))
 LIVE = int(os.environ.get("PNL_CHURN_LIVE", "200"))
 SLOW_COUNT = int(os.environ.get("PNL_CHURN_SLOW_COUNT", "400"))
 WORKERS = [int(w) for w in os.environ.get("PNL_CHURN_WORKERS", "1,2").split(",")]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CNI_DIR = "/usr/lib/cni"
 BRIDGE = "pnlchurn0"
 _seq = itertools.count(1)
@@ -99,23 +98,7 @@ def env(tmp_path_factory):
     for i in range(LIVE):
         net.create_endpoint(f"live{i}").join(f"live{i}")
     yield ctrl, net
-    for ep in net.endpoints():
-        if ep.joined_container:
-            ep.leave(ep.joined_container)
-        ep.delete()
-    net.delete()
-    ctrl.close()
-
-
-@pytest.fixture(scope="module")
-def c_loop(tmp_path_factory):
-    build = tmp_path_factory.mktemp("cbuild")
-    subprocess.run(["cmake", "-S", ROOT, "-B", str(build), "-DPNL_PYTHON=OFF",
-                    "-DPNL_BUILD_TOOLS=ON", "-DCMAKE_BUILD_TYPE=Release"],
-                   check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "--target", "pnl_attach_loop"],
-                   check=True, capture_output=True)
-    return str(build / "pnl_attach_loop")
+    teardown_controller(ctrl)
 
 
 def _run_workers(workers, count, one):

@@ -20,10 +20,9 @@ import pynetlib
 from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import record, record_benchmark, rounds  # noqa: E402
+from conftest import record, record_benchmark, rounds, teardown_controller  # noqa: E402
 
 LIVE = int(os.environ.get("PNL_BENCH_LIVE", "200"))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BRIDGE = "pnlcnm0"
 _seq = itertools.count(1)
 
@@ -41,23 +40,7 @@ def network(tmp_path_factory):
         ep.join(f"live{i}")
         live.append(ep)
     yield ctrl, net
-    for ep in net.endpoints():
-        if ep.joined_container:
-            ep.leave(ep.joined_container)
-        ep.delete()
-    net.delete()
-    ctrl.close()
-
-
-@pytest.fixture(scope="module")
-def c_loop(tmp_path_factory):
-    build = tmp_path_factory.mktemp("cbuild")
-    subprocess.run(["cmake", "-S", ROOT, "-B", str(build), "-DPNL_PYTHON=OFF",
-                    "-DPNL_BUILD_TOOLS=ON", "-DCMAKE_BUILD_TYPE=Release"],
-                   check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "--target", "pnl_attach_loop"],
-                   check=True, capture_output=True)
-    return str(build / "pnl_attach_loop")
+    teardown_controller(ctrl)
 
 
 @pytest.mark.benchmark(group="container attach (create_endpoint+join)")

@@ -26,7 +26,6 @@ from conftest import record, record_benchmark, rounds  # noqa: E402
 
 BRIDGE = "pnlbench0"
 LIVE = int(os.environ.get("PNL_BENCH_LIVE", "200"))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _seq = itertools.count(1)
 
 
@@ -53,18 +52,6 @@ def host():
         delete_netns(name)
     sock.link_delete(BRIDGE)
     sock.close()
-
-
-@pytest.fixture(scope="module")
-def c_loop(tmp_path_factory):
-    """Build the C loop with the project's own CMake (same flags as the library)."""
-    build = tmp_path_factory.mktemp("cbuild")
-    subprocess.run(["cmake", "-S", ROOT, "-B", str(build), "-DPNL_PYTHON=OFF",
-                    "-DPNL_BUILD_TOOLS=ON", "-DCMAKE_BUILD_TYPE=Release"],
-                   check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "--target", "pnl_attach_loop"],
-                   check=True, capture_output=True)
-    return str(build / "pnl_attach_loop")
 
 
 class _Made:

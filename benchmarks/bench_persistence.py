@@ -15,7 +15,7 @@ import pynetlib
 from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import record_benchmark, rounds  # noqa: E402
+from conftest import record_benchmark, rounds, teardown_controller  # noqa: E402
 
 ENDPOINTS = int(os.environ.get("PNL_BENCH_RECONCILE_ENDPOINTS", "1000"))
 JOINED = int(os.environ.get("PNL_BENCH_RECONCILE_JOINED", "1000"))
@@ -27,16 +27,6 @@ _seq = itertools.count(1)
 def _sandboxed():
     if not os.environ.get("PYNETLIB_TEST_SANDBOX"):
         pytest.skip("kernel benchmarks need root (the run isolates itself with unshare)")
-
-
-def _teardown(ctrl):
-    for net in ctrl.networks():
-        for ep in net.endpoints():
-            if ep.joined_container:
-                ep.leave(ep.joined_container)
-            ep.delete()
-        net.delete()
-    ctrl.close()
 
 
 @pytest.mark.benchmark(group="reconcile")
@@ -73,7 +63,7 @@ def bench_reconcile_1000_endpoints(benchmark, tmp_path):
     assert before == [] and c.audit() == []
     benchmark.extra_info["endpoints"] = ENDPOINTS
     benchmark.extra_info["joined"] = JOINED
-    _teardown(c)
+    teardown_controller(c)
     for x in opened[:-1]:
         x.close()
 
@@ -97,7 +87,7 @@ def _attach_bench(benchmark, tmp_path, store, group_impl):
 
     benchmark.pedantic(attach, setup=setup, rounds=rounds(100), warmup_rounds=2)
     record_benchmark(benchmark, "attach: store on disk vs in memory", group_impl)
-    _teardown(ctrl)
+    teardown_controller(ctrl)
 
 
 @pytest.mark.benchmark(group="attach: store on disk vs in memory")
@@ -171,4 +161,4 @@ def bench_multiprocess_churn(benchmark, tmp_path):
                                 worst_lifecycle_s=max(r[2] for r in results))
     assert fails == 0, [r[3] for r in results if r[1]]
     assert ctrl.audit() == []
-    _teardown(ctrl)
+    teardown_controller(ctrl)

@@ -45,6 +45,35 @@ def record_benchmark(benchmark, group: str, impl: str) -> None:
         record(group, impl, stats.stats.median)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def c_loop(tmp_path_factory):
+    """The C baseline (csrc/tools/pnl_attach_loop.c), built with the project's own CMake:
+    the same flags as the library."""
+    import subprocess
+
+    build = tmp_path_factory.mktemp("cbuild")
+    subprocess.run(["cmake", "-S", ROOT, "-B", str(build), "-DPNL_PYTHON=OFF",
+                    "-DPNL_BUILD_TOOLS=ON", "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "pnl_attach_loop"],
+                   check=True, capture_output=True)
+    return str(build / "pnl_attach_loop")
+
+
+def teardown_controller(ctrl) -> None:
+    """Leave and delete every endpoint, delete every network, close."""
+    for net in ctrl.networks():
+        for ep in net.endpoints():
+            if ep.joined_container:
+                ep.leave(ep.joined_container)
+            ep.delete()
+        net.delete()
+    ctrl.close()
+
+
 @pytest.fixture
 def kernel_only():
     if not in_sandbox():

@@ -230,19 +230,10 @@ def _write_files(ep, sb, jinfo, first, hostname, domainname, hosts_path, resolv_
 
 def _abort_join(ctrl, ep, sb, cid, new_sandbox) -> None:
     """Undo a failed join's records; the kernel work was undone by the failing step."""
-    with ctrl.store.tx() as c:
-        c.execute("UPDATE endpoints SET state='created', container_id=NULL, join_info=NULL "
-                  "WHERE id=?", (ep.id,))
-        others = c.execute("SELECT COUNT(*) FROM endpoints WHERE container_id=? AND state IN "
-                           "('attaching', 'attached', 'detaching')", (cid,)).fetchone()[0]
-        if others == 0:
-            c.execute("DELETE FROM sandboxes WHERE container_id=?", (cid,))
-    if others == 0:
-        ctrl._drop_sandbox_handle(cid)
-        try:
-            sb.destroy()
-        except Exception:
-            log.exception("removing the sandbox of %s", cid)
+    try:
+        close_leave(ctrl, ep, cid, sb)
+    except Exception:
+        log.exception("removing the sandbox of %s", cid)
 
 
 # -- leave ---------------------------------------------------------------------------------
@@ -302,7 +293,8 @@ def finish_leave(ctrl, net, ep, sb, record) -> list[BaseException]:
 
 
 def close_leave(ctrl, ep, cid, sb) -> None:
-    """Finish a leave's records; the sandbox goes with its last endpoint."""
+    """The endpoint's records back to 'created'; the sandbox goes with its last endpoint
+    (its record, then the namespace and files). Ends both a leave and a failed join."""
     with ctrl.store.tx() as c:
         c.execute("UPDATE endpoints SET state='created', container_id=NULL, join_info=NULL "
                   "WHERE id=?", (ep.id,))
