@@ -323,7 +323,16 @@ class Store:
             raise CorruptStoreError(f"store {self.path} fails SQLite's integrity check: {ok}")
 
     def _check_row_sums(self, c) -> None:
-        """Every row against its checksum; any difference is corruption."""
+        """Every row against its checksum; any difference is corruption. One read
+        transaction: the rows and their sums come from one snapshot, whatever other
+        processes commit meanwhile."""
+        c.execute("BEGIN")
+        try:
+            self._compare_row_sums(c)
+        finally:
+            c.execute("COMMIT")
+
+    def _compare_row_sums(self, c) -> None:
         bad: list[str] = []
         triggers = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE "
                                             "type='trigger'")}
