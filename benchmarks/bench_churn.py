@@ -38,7 +38,7 @@ from pynetlib import netlabel
 from pynetlib.kernel import Netns, delete_netns
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import figure, record, teardown_controller  # noqa: E402
+from conftest import figure, pyroute2_attach, record, teardown_controller  # noqa: E402
 
 COUNT = int(os.environ.get("PNL_CHURN_COUNT", "10000"))
 LIVE = int(os.environ.get("PNL_CHURN_LIVE", "200"))
@@ -203,16 +203,8 @@ def bench_churn_pyroute2(benchmark, env):
             t0 = time.perf_counter()
             netns.create(name)
             path = f"/run/netns/{name}"
-            with IPRoute() as h:
-                h.link("add", ifname=f"q{name}", kind="veth",
-                       peer={"ifname": "eth0", "net_ns_fd": path}, master=br, state="up")
-            c = IPRoute(netns=path)
-            idx = c.link_lookup(ifname="eth0")[0]
-            c.link("set", index=1, state="up")
-            c.link("set", index=idx, state="up")
-            c.addr("add", index=idx, address=addr, prefixlen=16)
-            c.route("add", gateway="10.88.0.1")
-            c.close()
+            with IPRoute() as h:                   # one per worker thread
+                pyroute2_attach(h, br, path, f"q{name}", addr, "10.88.0.1")
             t1 = time.perf_counter()
             netns.remove(name)
             return t1 - t0, time.perf_counter() - t1

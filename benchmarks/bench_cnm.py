@@ -20,7 +20,8 @@ import pynetlib
 from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import record, record_benchmark, rounds, teardown_controller  # noqa: E402
+from conftest import (pyroute2_attach, record, record_benchmark, rounds,  # noqa: E402
+                      teardown_controller)
 
 LIVE = int(os.environ.get("PNL_BENCH_LIVE", "200"))
 BRIDGE = "pnlcnm0"
@@ -80,15 +81,7 @@ def bench_cnm_attach_pyroute2(benchmark, network):
     def attach(name, addr):
         netns.create(name)
         path = f"/run/netns/{name}"
-        ipr.link("add", ifname=f"q{name}", kind="veth",
-                 peer={"ifname": "eth0", "net_ns_fd": path}, master=br, state="up")
-        c = IPRoute(netns=path)
-        idx = c.link_lookup(ifname="eth0")[0]
-        c.link("set", index=1, state="up")
-        c.link("set", index=idx, state="up")
-        c.addr("add", index=idx, address=addr, prefixlen=16)
-        c.route("add", gateway="10.89.0.1")
-        c.close()
+        pyroute2_attach(ipr, br, path, f"q{name}", addr, "10.89.0.1")
         made.append(name)
 
     try:

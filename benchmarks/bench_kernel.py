@@ -22,7 +22,7 @@ import pytest
 from pynetlib.kernel import NetlinkSocket, Netns, attach_veth, delete_netns
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import record, record_benchmark, rounds  # noqa: E402
+from conftest import pyroute2_attach, record, record_benchmark, rounds  # noqa: E402
 
 BRIDGE = "pnlbench0"
 LIVE = int(os.environ.get("PNL_BENCH_LIVE", "200"))
@@ -121,15 +121,7 @@ def bench_attach_pyroute2(benchmark, host, made):
         return (f"/run/netns/{name}", f"pr{i}", _addr(i).split("/")[0]), {}
 
     def attach(path, hname, addr):
-        ipr.link("add", ifname=hname, kind="veth", peer={"ifname": "eth0", "net_ns_fd": path},
-                 master=br, state="up")
-        c = IPRoute(netns=path)
-        idx = c.link_lookup(ifname="eth0")[0]
-        c.link("set", index=1, state="up")
-        c.link("set", index=idx, state="up")
-        c.addr("add", index=idx, address=addr, prefixlen=16)
-        c.route("add", gateway="10.88.0.1")
-        c.close()
+        pyroute2_attach(ipr, br, path, hname, addr, "10.88.0.1")
 
     try:
         benchmark.pedantic(attach, setup=setup, rounds=rounds(60), warmup_rounds=1)

@@ -55,7 +55,8 @@ class Interface:
         if mac is not None:
             if self._mac:
                 raise ForbiddenError("the interface's MAC address was assigned already")
-            self._mac = validate.mac(mac) and mac.lower()
+            validate.mac(mac)
+            self._mac = mac.lower()
         if ipv6 is not None:
             if self._v6 is not None:
                 raise ForbiddenError("the interface's IPv6 address was assigned already")

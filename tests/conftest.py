@@ -98,3 +98,20 @@ def _no_leaks_after_run():
     links = [l["ifname"] for l in ip_json("link", "show") if l["ifname"] != "lo"]
     assert not left, f"namespaces leaked by the tests: {left}"
     assert not links, f"links leaked into the test run's namespace: {links}"
+
+
+@pytest.fixture
+def ctrl(tmp_path):
+    """A controller on a fresh state directory (no host routes: every default pool is
+    free); afterwards every endpoint is left and deleted, every network deleted."""
+    import pynetlib
+
+    c = pynetlib.Controller(str(tmp_path / "state"), host_routes=lambda: [])
+    yield c
+    for net in c.networks():
+        for ep in net.endpoints():
+            if ep.joined_container:
+                ep.leave(ep.joined_container)
+            ep.delete()
+        net.delete()
+    c.close()

@@ -48,19 +48,6 @@ def nsname(key):
     return os.path.basename(key)
 
 
-@pytest.fixture
-def ctrl(tmp_path):
-    c = pynetlib.Controller(str(tmp_path / "state"), host_routes=lambda: [])
-    yield c
-    for net in c.networks():
-        for ep in net.endpoints():
-            if ep.joined_container:
-                ep.leave(ep.joined_container)
-            ep.delete()
-        net.delete()
-    c.close()
-
-
 def bridge_opts(**kw):
     return {netlabel.GENERIC_DATA: kw}
 

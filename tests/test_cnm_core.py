@@ -11,25 +11,11 @@ import threading
 
 import pytest
 
-import pynetlib
 from pynetlib import errors as E
 from pynetlib.driverapi import Driver
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
-
-
-@pytest.fixture
-def ctrl(tmp_path):
-    c = pynetlib.Controller(str(tmp_path / "state"))
-    yield c
-    for net in c.networks():
-        for ep in net.endpoints():
-            if ep.joined_container:
-                ep.leave(ep.joined_container)
-            ep.delete()
-        net.delete()
-    c.close()
 
 
 def ns_files():

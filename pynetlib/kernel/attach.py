@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from pynetlib._ffi import ffi, lib
 from pynetlib.errors import BadRequestError
@@ -12,6 +13,27 @@ from pynetlib.kernel.netlink import Link, NetlinkSocket
 from pynetlib.kernel.netns import Netns
 
 _STEPS = ("veth create", "container link lookup")
+
+
+def _put_address(req, cbuf, version: int, address, gateway) -> None:
+    """One IP version's address (and default route gateway) of the container end."""
+    if address is None:
+        if gateway is not None:
+            raise BadRequestError(f"an IPv{version} gateway needs an IPv{version} address")
+        return
+    a = validate.interface(address)
+    if a.version != version:
+        raise BadRequestError(f"address {a} is not IPv{version}")
+    fields = ("family4", "addr4", "prefixlen4", "gateway4") if version == 4 else \
+        ("family6", "addr6", "prefixlen6", "gateway6")
+    setattr(req, fields[0], socket.AF_INET if version == 4 else socket.AF_INET6)
+    setattr(req, fields[1], cbuf(a.ip.packed, "unsigned char[]"))
+    setattr(req, fields[2], a.network.prefixlen)
+    if gateway is not None:
+        g = validate.address(gateway)
+        if g.version != version:
+            raise BadRequestError(f"gateway {g} is not IPv{version}")
+        setattr(req, fields[3], cbuf(g.packed, "unsigned char[]"))
 
 
 def attach_veth(host: NetlinkSocket, netns: Netns, host_name: str, cont_name: str = "eth0", *,
@@ -49,32 +71,8 @@ def attach_veth(host: NetlinkSocket, netns: Netns, host_name: str, cont_name: st
         req.alias = cbuf(validate.alias(alias))
     if group is not None:
         req.group = validate.u32(group, "link group")
-    if address is not None:
-        a = validate.interface(address)
-        if a.version != 4:
-            raise BadRequestError(f"address {a} is not IPv4 (use address6)")
-        req.family4, req.addr4, req.prefixlen4 = 2, cbuf(a.ip.packed, "unsigned char[]"), \
-            a.network.prefixlen
-        if gateway is not None:
-            g = validate.address(gateway)
-            if g.version != 4:
-                raise BadRequestError(f"gateway {g} is not IPv4")
-            req.gateway4 = cbuf(g.packed, "unsigned char[]")
-    elif gateway is not None:
-        raise BadRequestError("an IPv4 gateway needs an IPv4 address")
-    if address6 is not None:
-        a6 = validate.interface(address6)
-        if a6.version != 6:
-            raise BadRequestError(f"address6 {a6} is not IPv6")
-        req.family6, req.addr6, req.prefixlen6 = 10, cbuf(a6.ip.packed, "unsigned char[]"), \
-            a6.network.prefixlen
-        if gateway6 is not None:
-            g6 = validate.address(gateway6)
-            if g6.version != 6:
-                raise BadRequestError(f"gateway6 {g6} is not IPv6")
-            req.gateway6 = cbuf(g6.packed, "unsigned char[]")
-    elif gateway6 is not None:
-        raise BadRequestError("an IPv6 gateway needs an IPv6 address")
+    for version, addr, gw in ((4, address, gateway), (6, address6, gateway6)):
+        _put_address(req, cbuf, version, addr, gw)
 
     res = ffi.new("struct pnl_attach_result *")
     err = new_err()

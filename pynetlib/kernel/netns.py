@@ -8,6 +8,7 @@ of a ``with`` block and always moves it back, verified by inode; nothing forks.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from typing import Iterator
@@ -82,9 +83,9 @@ class Netns:
             raise BadRequestError(f"invalid namespace path {path!r}")
         fdp = ffi.new("int *")
         rc = lib.pnl_netns_open(path.encode(), fdp)
-        if rc == -2:  # ENOENT
+        if rc == -errno.ENOENT:
             raise NoSuchNamespaceError(path)
-        if rc == -22:  # EINVAL
+        if rc == -errno.EINVAL:
             raise BadRequestError(f"{path} is not a network namespace")
         check(rc, None, "netns open", path)
         return cls(fdp[0], path)
@@ -177,7 +178,7 @@ def delete(name: str, rundir: str | None = None) -> None:
     raw = validate.netns_name(name)
     rd = _rundir(rundir)
     rc = lib.pnl_netns_delete(rd, raw)
-    if rc == -2:
+    if rc == -errno.ENOENT:
         raise NoSuchNamespaceError(os.path.join(rd.decode(), name))
     check(rc, None, "netns delete", name)
 

@@ -691,13 +691,14 @@ class BridgeDriver(Driver):
                 if not self._remove_own_leftover(host, hname, eid):
                     raise
                 attach()
-            jinfo.plumbed(1, target.ifname)
         else:
-            peer = "pnp" + eid[:12]
-            host.veth_create(hname, peer, mac=None, peer_mac=ep.mac, mtu=net.cfg.Mtu or None,
+            host.veth_create(hname, "pnp" + eid[:12], mac=None, peer_mac=ep.mac, mtu=net.cfg.Mtu or None,
                              master=net.bridge, up=True, alias=endpoint_tag(self._sid, eid))
-            jinfo.interface_names()[0].set_names(peer, "eth0")
-        try:
+        try:                                     # from here on, failures unplug again
+            if target is not None:
+                jinfo.plumbed(1, target.ifname)
+            else:
+                jinfo.interface_names()[0].set_names("pnp" + eid[:12], "eth0")
             if ep.v4 is not None:
                 jinfo.set_gateway(net.gateway4)
             if ep.v6 is not None and net.gateway6 is not None:
