@@ -62,6 +62,7 @@ def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=No
         try:
             failpoint("endpoint.join.before_kernel")
             if new_sandbox:
+                ctrl._teardown.take(container_id)    # the container's previous sandbox
                 prepare_files(sb)
                 if kind == OWNED:
                     sb.create_namespace(ctrl.netns_dir)
@@ -231,7 +232,7 @@ def _write_files(ep, sb, jinfo, first, hostname, domainname, hosts_path, resolv_
 def _abort_join(ctrl, ep, sb, cid, new_sandbox) -> None:
     """Undo a failed join's records; the kernel work was undone by the failing step."""
     try:
-        close_leave(ctrl, ep, cid, sb)
+        close_leave(ctrl, ep, cid, sb, defer=False)     # nothing left once join raises
     except Exception:
         log.exception("removing the sandbox of %s", cid)
 
@@ -269,9 +270,9 @@ def leave(ep, container_id: str) -> None:
         sb = ctrl._sandbox_handle(cid, *srow) if srow else None
         failpoint("endpoint.leave.before_kernel")
         if last and sb is not None and sb.kind == OWNED and not record.get("moved"):
-            # The container's namespace goes: delete it first, and the kernel destroys
-            # the veth pairs inside with it, asynchronously and in batches.
-            sb.destroy()
+            # The container's namespace goes (on the teardown thread), and the kernel
+            # destroys the veth pairs inside with it, asynchronously and in batches.
+            sb.destroy(defer=True)
         errors = finish_leave(ctrl, net, ep, sb, record)
         failpoint("endpoint.leave.after_kernel")
         close_leave(ctrl, ep, cid, sb)
@@ -292,9 +293,10 @@ def finish_leave(ctrl, net, ep, sb, record) -> list[BaseException]:
     return errors
 
 
-def close_leave(ctrl, ep, cid, sb) -> None:
+def close_leave(ctrl, ep, cid, sb, *, defer: bool = True) -> None:
     """The endpoint's records back to 'created'; the sandbox goes with its last endpoint
-    (its record, then the namespace and files). Ends both a leave and a failed join."""
+    (its record, then the namespace and files: on the teardown thread if ``defer``).
+    Ends both a leave and a failed join."""
     with ctrl.store.tx() as c:
         c.execute("UPDATE endpoints SET state='created', container_id=NULL, join_info=NULL "
                   "WHERE id=?", (ep.id,))
@@ -304,7 +306,7 @@ def close_leave(ctrl, ep, cid, sb) -> None:
             c.execute("DELETE FROM sandboxes WHERE container_id=?", (cid,))
     if others == 0 and sb is not None:
         ctrl._drop_sandbox_handle(cid)
-        sb.destroy()
+        sb.destroy(defer=defer)
 
 
 def _unplumb(ctrl, net, ep, sb, record, raise_=True) -> list[BaseException]:

@@ -25,6 +25,7 @@ from pynetlib.names import check_name
 from pynetlib.network import Network, new_id
 from pynetlib.sandbox import Sandbox
 from pynetlib.store import Store, dumps, open_store, owner_token
+from pynetlib.teardown import DeferredTeardown
 
 DEFAULT_STATE_DIR = "/var/lib/pynetlib"
 _OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile"}
@@ -75,6 +76,7 @@ class Controller:
         self._container_locks = [threading.Lock() for _ in range(256)]
         self._host_sock: NetlinkSocket | None = None
         self._host_ns: Netns | None = None
+        self._teardown = DeferredTeardown()
         self._closed = False
         try:
             self.ipam = options.get("ipam") or self._default_ipam(options.get("host_routes"))
@@ -346,16 +348,19 @@ class Controller:
         lost, remove what pynetlib owns but no record names. Returns what it did."""
         from pynetlib.reconcile import reconcile
 
+        self._teardown.flush()
         return reconcile(self)
 
     def audit(self) -> list[str]:
         """Every discrepancy between the store, IPAM and the kernel (empty: none)."""
         from pynetlib.reconcile import audit
 
+        self.flush_teardown()
         return audit(self)
 
     def flush_teardown(self) -> None:
-        """Wait until every device left by leave has been deleted by the kernel."""
+        """Wait until every namespace and device left by leave has been deleted."""
+        self._teardown.flush()
         for d in list(self._drivers.values()):
             flush = getattr(d, "flush_teardown", None)
             if flush is not None:
@@ -373,6 +378,7 @@ class Controller:
             sandboxes, self._sandboxes = list(self._sandboxes.values()), {}
         for sb in sandboxes:
             sb.close()
+        self._teardown.close()
         for d in list(self._drivers.values()):
             closer = getattr(d, "close", None)
             if closer is not None:
