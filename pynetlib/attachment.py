@@ -16,7 +16,7 @@ import os
 
 from pynetlib import etchosts, resolvconf
 from pynetlib.driverinfo import JoinInfo, PlumbTarget
-from pynetlib.endpoint import ContainerData
+from pynetlib.endpoint import ContainerData, interfaces_from_json
 from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerIDError,
                              InvalidJoinError, NoContainerError, NoSuchEndpointError,
                              NoSuchNetworkError)
@@ -61,6 +61,7 @@ def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=No
         done = None
         try:
             failpoint("endpoint.join.before_kernel")
+            ctrl._left_sandbox.pop(ep.id, None)
             if new_sandbox:
                 ctrl._teardown.take(container_id)    # the container's previous sandbox
                 prepare_files(sb)
@@ -111,7 +112,7 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
                                       "cannot ask for another")
             key, kind = sb
         used, gw4, gw6 = set(), False, False
-        for (j,) in c.execute("SELECT join_info FROM endpoints WHERE container_id=? AND "
+        for (j,) in () if new else c.execute("SELECT join_info FROM endpoints WHERE container_id=? AND "
                               "state IN ('attaching', 'attached', 'detaching') AND id != ?",
                               (cid, ep.id)):
             info = loads(j, "join info") or {}
@@ -119,7 +120,9 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
             gw4 |= bool(info.get("gw_owner", [False, False])[0])
             gw6 |= bool(info.get("gw_owner", [False, False])[1])
         ifname = None
-        if kind != DEFAULT and loads(row[2], "endpoint interfaces"):
+        if ep._ifaces is None:
+            ep._ifaces = interfaces_from_json(row[2])
+        if kind != DEFAULT and ep._ifaces:
             i = 0
             while f"eth{i}" in used:
                 i += 1
@@ -276,6 +279,8 @@ def leave(ep, container_id: str) -> None:
         errors = finish_leave(ctrl, net, ep, sb, record)
         failpoint("endpoint.leave.after_kernel")
         close_leave(ctrl, ep, cid, sb)
+        if last and sb is not None:
+            ctrl._left_sandbox[ep.id] = cid         # its delete waits for the teardown
         if errors:
             raise errors[0]
 

@@ -77,6 +77,7 @@ class Controller:
         self._host_sock: NetlinkSocket | None = None
         self._host_ns: Netns | None = None
         self._teardown = DeferredTeardown()
+        self._left_sandbox: dict[str, str] = {}     # endpoint id -> container it left
         self._closed = False
         try:
             self.ipam = options.get("ipam") or self._default_ipam(options.get("host_routes"))

@@ -94,6 +94,11 @@ class Network:
     def _delete_endpoint(self, ep: Endpoint) -> None:
         store = self._ctrl.store
         with ep._lock:
+            # The addresses go back to the pool only once no namespace of a sandbox this
+            # endpoint left still holds them (its teardown may be pending).
+            left = self._ctrl._left_sandbox.pop(ep.id, None)
+            if left is not None:
+                self._ctrl._teardown.take(left)
             with store.tx() as c:
                 row = c.execute("SELECT state, container_id FROM endpoints WHERE id=?",
                                 (ep.id,)).fetchone()

@@ -619,12 +619,8 @@ class BridgeDriver(Driver):
         if other is not None and not self._has_record(f"ep/{net.nid}/{other}"):
             self._prune(net)                    # deleted by another process
             other = None
-        if other is None and self._store is not None:
-            # another process may have taken it: the records are the truth
-            row = self._store.read().execute(
-                "SELECT value FROM kv WHERE owner='bridge' AND key=?",
-                (f"mac/{net.nid}/{mac.lower()}",)).fetchone()
-            other = loads(row[0], "bridge MAC index") if row else None
+        # Another process may have taken it meanwhile: the MAC index's primary key
+        # refuses it then, when the endpoint's records are written (_save_ep).
         if other is not None:
             raise ForbiddenError(f"MAC address {mac} is in use by endpoint {other} "
                                  "in this network")
