@@ -269,14 +269,21 @@ class Controller:
         return self._sandbox_handle(*row)
 
     def _sandbox_handle(self, cid: str, key: str, kind: str, hosts_path=None,
-                        resolv_path=None) -> Sandbox:
+                        resolv_path=None, *, keep_paths: bool = False) -> Sandbox:
+        """This process's handle on a sandbox. ``keep_paths``: the paths given are from
+        a record that may not have them yet (a join of the same batch wrote the files):
+        keep the handle's own where none is given."""
         with self._lock:
             sb = self._sandboxes.get(cid)
             if sb is None or sb.key != key:
                 if sb is not None:
                     sb.close()
                 sb = self._sandboxes[cid] = Sandbox(self, cid, key, kind, self._files_root)
-            sb.hosts_path, sb.resolv_conf_path = hosts_path, resolv_path
+            if keep_paths:
+                sb.hosts_path = hosts_path or sb.hosts_path
+                sb.resolv_conf_path = resolv_path or sb.resolv_conf_path
+            else:
+                sb.hosts_path, sb.resolv_conf_path = hosts_path, resolv_path
             return sb
 
     def _drop_sandbox_handle(self, cid: str) -> Sandbox | None:
@@ -338,6 +345,22 @@ class Controller:
             (eid,)).fetchone()
         if row and row[0]:
             etchosts.update(row[0], ip, name)
+
+    # -- batches ---------------------------------------------------------------------
+    def attach_many(self, specs) -> list:
+        """``create_endpoint`` + ``join`` for every :class:`pynetlib.AttachSpec`, all or
+        nothing, with the store work of all of them in two transactions. Returns the
+        endpoints, in the order of ``specs``."""
+        from pynetlib.batch import attach_many
+
+        return attach_many(self, specs)
+
+    def detach_many(self, endpoints) -> None:
+        """``leave`` (from whatever container each is joined to) + ``delete`` for many
+        endpoints at once."""
+        from pynetlib.batch import detach_many
+
+        detach_many(self, endpoints)
 
     # -- lifetime -------------------------------------------------------------------
     def _check_open(self) -> None:

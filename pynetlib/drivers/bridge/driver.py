@@ -297,6 +297,13 @@ class BridgeDriver(Driver):
                     self._ports = PortAllocator()
             return self._ports
 
+    def _bridge_index(self, net: _Network) -> int:
+        """The bridge's ifindex; looked up once when the network was loaded from the
+        records (made by another process, or reloaded after a rollback)."""
+        if not net.bridge_index:
+            net.bridge_index = self._host().link_get(net.bridge).index
+        return net.bridge_index
+
     def _net(self, nid: str) -> _Network:
         with self._lock:
             n = self._networks.get(nid)
@@ -671,7 +678,7 @@ class BridgeDriver(Driver):
         if target is not None:
             def attach():
                 attach_veth(host, target.netns, hname, target.ifname,
-                            bridge=net.bridge_index,
+                            bridge=self._bridge_index(net),
                             mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
                             gateway=net.gateway4 if (target.route4 and ep.v4) else None,
                             address6=ep.v6,
@@ -820,7 +827,7 @@ class BridgeDriver(Driver):
             if st == "attached":
                 if dev is None:
                     problems.append(f"endpoint {eid}: joined but its veth {name} is missing")
-                elif dev.master != net.bridge_index:
+                elif dev.master != self._bridge_index(net):
                     problems.append(f"endpoint {eid}: veth {name} is not on {net.bridge}")
             elif st == "created" and dev is not None:
                 problems.append(f"endpoint {eid}: not joined but its veth {name} exists")
