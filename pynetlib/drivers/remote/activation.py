@@ -1,0 +1,95 @@
+"""Lazy activation: a network type with no registered driver is looked up as a plugin.
+
+The controller asks :meth:`PluginActivator.activate` when it meets a type it has no
+driver for (``new_network``, or a network loaded from the store). If discovery finds a
+plugin of that name: ``/Plugin.Activate`` must list ``NetworkDriver``;
+``/NetworkDriver.GetCapabilities`` must give Scope ``local`` or ``global``; then a
+:class:`RemoteDriver` is registered for the type. Any failure registers nothing.
+Activation of one name is serialised: threads asking for the same new type wait for
+the first one and share its driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from pynetlib.drivers.remote import replies
+from pynetlib.drivers.remote.client import ClientSettings, PluginClient
+from pynetlib.drivers.remote.discovery import (DEFAULT_PLUGIN_DIRS, check_plugin_dirs,
+                                               find_plugin, valid_plugin_name)
+from pynetlib.drivers.remote.driver import RemoteDriver
+from pynetlib.drivers.remote.errors import NotANetworkDriverError
+from pynetlib.errors import ActiveRegistrationError, NetworkError, UnknownDriverError
+
+log = logging.getLogger(__name__)
+
+# Controller options this module reads (and the controller accepts).
+PLUGIN_OPTIONS = frozenset({"plugin_dirs", "plugin_connect_timeout", "plugin_call_timeout",
+                            "plugin_retries"})
+NETWORK_DRIVER = "NetworkDriver"
+
+
+class PluginActivator:
+    def __init__(self, dirs=DEFAULT_PLUGIN_DIRS, settings: ClientSettings | None = None) -> None:
+        self.dirs = check_plugin_dirs(list(dirs))
+        self.settings = settings or ClientSettings()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    @classmethod
+    def from_options(cls, options: dict) -> "PluginActivator":
+        """From the controller's options: ``plugin_dirs`` (default Docker's three),
+        ``plugin_connect_timeout``, ``plugin_call_timeout`` (seconds),
+        ``plugin_retries`` (further connection attempts)."""
+        defaults = ClientSettings()
+        settings = ClientSettings(
+            connect_timeout=options.get("plugin_connect_timeout", defaults.connect_timeout),
+            call_timeout=options.get("plugin_call_timeout", defaults.call_timeout),
+            retries=options.get("plugin_retries", defaults.retries))
+        dirs = options.get("plugin_dirs")
+        return cls(DEFAULT_PLUGIN_DIRS if dirs is None else dirs, settings)
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def activate(self, network_type: str, ctrl) -> RemoteDriver:
+        """The driver for ``network_type``, activating its plugin if needed; raises
+        :class:`UnknownDriverError` when there is no such plugin."""
+        if not valid_plugin_name(network_type):
+            raise UnknownDriverError(network_type)
+        with self._lock_for(network_type):
+            registered = ctrl._drivers.get(network_type)
+            if registered is not None:
+                return registered           # another thread activated it meanwhile
+            address = find_plugin(network_type, self.dirs)
+            if address is None:
+                raise UnknownDriverError(network_type)
+            client = PluginClient(address, self.settings)
+            implements = replies.activate(network_type,
+                                          client.call("Plugin.Activate", None))
+            if NETWORK_DRIVER not in implements:
+                raise NotANetworkDriverError(network_type, implements)
+            caps = replies.capabilities(network_type,
+                                        client.call("NetworkDriver.GetCapabilities", None))
+            driver = RemoteDriver(network_type, client, caps, store=ctrl.store,
+                                  host_socket=ctrl.host_socket)
+            try:
+                ctrl.register_driver(network_type, driver)
+            except ActiveRegistrationError:     # registered by hand meanwhile
+                return ctrl._drivers[network_type]
+            log.info("activated network plugin %s at %s (scope %s)", network_type, address,
+                     caps.scope)
+            return driver
+
+    def activate_stored(self, ctrl) -> None:
+        """At controller start: activate the plugins of stored networks whose type has
+        no driver. Failures are logged; those networks stay hidden until a later
+        activation (as networks of unknown types always are)."""
+        types = {r[0] for r in ctrl.store.read().execute("SELECT DISTINCT type FROM networks")}
+        for t in sorted(types - set(ctrl._drivers)):
+            try:
+                self.activate(t, ctrl)
+            except NetworkError as e:
+                log.warning("networks of type %r: plugin not activated: %s", t, e)
