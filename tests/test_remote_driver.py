@@ -300,7 +300,7 @@ def test_full_lifecycle(rctrl, fake, ipr_in):
 
 
 def test_static_address_is_sent_and_kept(rctrl, fake, ipr_in):
-    plugin = VethPlugin(fake)
+    VethPlugin(fake)
     fake.on("NetworkDriver.CreateEndpoint", lambda b: {"Interface": None})
     net = rctrl.new_network(PLUGIN, "static")
     ep = net.create_endpoint("e1", ipv4="10.99.0.9/24", mac="02:00:00:00:00:09")
@@ -311,7 +311,6 @@ def test_static_address_is_sent_and_kept(rctrl, fake, ipr_in):
     (eth0,) = sb.link_lookup(ifname="eth0")
     assert [a.get("IFA_ADDRESS") for a in sb.get_addr(family=socket.AF_INET, index=eth0)] == \
         ["10.99.0.9"]
-    assert plugin is not None
 
 
 # -- hostile CreateEndpoint replies --------------------------------------------------------
@@ -517,7 +516,7 @@ def test_join_with_an_unusable_reply(rctrl, fake, reply, error):
         ep.join("ctr")
     assert time.monotonic() - t0 < CALL_TIMEOUT + 2.0       # bounded
     assert fake.methods()[-1] == "NetworkDriver.Leave"
-    assert CONT_END not in host_links() or True             # the plugin's Leave removed it
+    assert CONT_END not in host_links()                     # the plugin's Leave removed it
     assert_clean_after_failed_join(rctrl, ep)
 
 
@@ -570,3 +569,55 @@ def test_plugin_refusing_connections(rctrl, fake):
         os.unlink(fake.socket_path)
     assert net.endpoints() == []
     fake.start()
+
+
+# -- the rest of the driver contract -------------------------------------------------------
+
+def test_join_into_the_hosts_own_namespace_is_refused(rctrl, fake):
+    from pynetlib.errors import BadRequestError
+
+    VethPlugin(fake)
+    ep = rctrl.new_network(PLUGIN, "hostns").create_endpoint("e1")
+    with pytest.raises(BadRequestError, match="use_default_sandbox"):
+        ep.join("ctr", use_default_sandbox=True)
+    assert "NetworkDriver.Join" not in fake.methods()
+    assert_clean_after_failed_join(rctrl, ep)
+
+
+def test_external_connectivity_failure_fails_the_join(rctrl, fake):
+    VethPlugin(fake)
+    fake.on("NetworkDriver.ProgramExternalConnectivity", lambda b: {"Err": "no NAT today"})
+    ep = rctrl.new_network(PLUGIN, "ext").create_endpoint(
+        "e1", options={netlabel.PORT_MAP: [pynetlib.PortBinding("tcp", 80, 8080)]})
+    with pytest.raises(PluginCallError, match="no NAT today"):
+        ep.join("ctr")
+    (prog,) = fake.bodies("NetworkDriver.ProgramExternalConnectivity")
+    assert prog["Options"][netlabel.PORT_MAP] == [
+        {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080}]
+    assert fake.methods()[-1] == "NetworkDriver.Leave"
+    assert CONT_END not in host_links()
+    assert_clean_after_failed_join(rctrl, ep)
+
+
+def test_configuring_a_plugin_driver_is_not_implemented(rctrl, fake):
+    from pynetlib.errors import NotImplementedByDriverError
+
+    rctrl.new_network(PLUGIN, "cfg")
+    with pytest.raises(NotImplementedByDriverError):
+        rctrl.configure_network_driver(PLUGIN, {"x": 1})
+
+
+def test_audit_reports_driver_records_without_endpoints(rctrl, fake):
+    from pynetlib.store import dumps
+
+    net = rctrl.new_network(PLUGIN, "audited")
+    net.create_endpoint("e1")
+    assert rctrl.audit() == []
+    stale = "f" * 64
+    with rctrl.store.tx() as c:
+        c.execute("INSERT INTO kv VALUES ('remote', ?, ?)", (f"ep/{net.id}/{stale}",
+                                                            dumps({"baseline": 1})))
+    assert rctrl.audit() == [f"remote endpoint record {stale} of network {net.id}: "
+                             "no such endpoint"]
+    with rctrl.store.tx() as c:
+        c.execute("DELETE FROM kv WHERE owner='remote' AND key=?", (f"ep/{net.id}/{stale}",))
