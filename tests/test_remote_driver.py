@@ -621,3 +621,22 @@ def test_audit_reports_driver_records_without_endpoints(rctrl, fake):
                              "no such endpoint"]
     with rctrl.store.tx() as c:
         c.execute("DELETE FROM kv WHERE owner='remote' AND key=?", (f"ep/{net.id}/{stale}",))
+
+
+def test_a_rolled_back_endpoint_transaction_tells_the_plugin(rctrl, fake, monkeypatch):
+    """The plugin created the endpoint, then the controller's transaction failed: the
+    plugin gets DeleteEndpoint, and no record is left on either side."""
+    import pynetlib.network
+
+    def broken(ifaces):
+        raise RuntimeError("the store write failed")
+
+    net = rctrl.new_network(PLUGIN, "txfail")
+    monkeypatch.setattr(pynetlib.network, "interfaces_to_json", broken)
+    with pytest.raises(RuntimeError, match="store write failed"):
+        net.create_endpoint("e1")
+    monkeypatch.undo()
+    (created,) = fake.bodies("NetworkDriver.CreateEndpoint")
+    assert fake.bodies("NetworkDriver.DeleteEndpoint") == [
+        {"NetworkID": net.id, "EndpointID": created["EndpointID"]}]
+    assert net.endpoints() == [] and rctrl.audit() == []

@@ -34,8 +34,8 @@ class PluginActivator:
     def __init__(self, dirs=DEFAULT_PLUGIN_DIRS, settings: ClientSettings | None = None) -> None:
         self.dirs = check_plugin_dirs(list(dirs))
         self.settings = settings or ClientSettings()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+        # Striped by name: callers choose type names, so no per-name lock is kept.
+        self._locks = [threading.Lock() for _ in range(64)]
 
     @classmethod
     def from_options(cls, options: dict) -> "PluginActivator":
@@ -51,8 +51,7 @@ class PluginActivator:
         return cls(DEFAULT_PLUGIN_DIRS if dirs is None else dirs, settings)
 
     def _lock_for(self, name: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._locks.setdefault(name, threading.Lock())
+        return self._locks[hash(name) % len(self._locks)]
 
     def activate(self, network_type: str, ctrl) -> RemoteDriver:
         """The driver for ``network_type``, activating its plugin if needed; raises
