@@ -640,3 +640,59 @@ def test_a_rolled_back_endpoint_transaction_tells_the_plugin(rctrl, fake, monkey
     assert fake.bodies("NetworkDriver.DeleteEndpoint") == [
         {"NetworkID": net.id, "EndpointID": created["EndpointID"]}]
     assert net.endpoints() == [] and rctrl.audit() == []
+
+
+def test_dual_stack_lifecycle(rctrl, fake, ipr_in):
+    VethPlugin(fake, join_reply=lambda b: {
+        "InterfaceName": {"SrcName": CONT_END, "DstPrefix": "net"},
+        "Gateway": SUBNET_GW, "GatewayIPv6": "fd99::1"})
+    fake.on("NetworkDriver.CreateEndpoint", lambda b: {
+        "Interface": {"Address": EP_ADDR, "AddressIPv6": "fd99::2/64", "MacAddress": ""}})
+    ep = rctrl.new_network(PLUGIN, "dual").create_endpoint("e1")
+    assert str(ep.info().interfaces[0].address_ipv6) == "fd99::2/64"
+    data = ep.join("ctr6")
+    sb = ipr_in(os.path.basename(data.sandbox_key))
+    (net0,) = sb.link_lookup(ifname="net0")                  # the plugin's prefix + index
+    v6 = [a.get("IFA_ADDRESS") for a in sb.get_addr(family=socket.AF_INET6, index=net0)]
+    assert "fd99::2" in v6
+    (d6,) = [r for r in sb.get_routes(family=socket.AF_INET6, table=254) if r["dst_len"] == 0]
+    assert d6.get("RTA_GATEWAY") == "fd99::1" and d6.get("RTA_OIF") == net0
+
+
+def test_activation_while_another_thread_holds_the_controller_lock(no_leaks, tmp_path,
+                                                                   plugin_dir, fake):
+    """A stored network looked up by id (the controller's lock held while its driver is
+    resolved) and a new network of the same type, at once: no deadlock, one activation."""
+    state = str(tmp_path / "state")
+    c = open_ctrl(state, plugin_dir)
+    nid = c.new_network(PLUGIN, "stored").id
+    c.close()
+    fake.calls.clear()
+    fake.on("NetworkDriver.GetCapabilities", lambda b: (time.sleep(0.3), {"Scope": "local"})[1])
+    fake.stop()                                 # not there at start: nothing activated
+    c = open_ctrl(state, plugin_dir)
+    try:
+        fake.start()
+        results, errors = [], []
+
+        def run(fn):
+            try:
+                results.append(fn())
+            except Exception as e:   # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(lambda: c.new_network(PLUGIN, "new"),)),
+                   threading.Thread(target=run, args=(lambda: c.network_by_id(nid),))]
+        threads[0].start()                      # activating, inside GetCapabilities...
+        time.sleep(0.1)
+        threads[1].start()                      # ...when the lookup takes the lock
+        for t in threads:
+            t.join(timeout=20)
+        assert not any(t.is_alive() for t in threads), "deadlock"
+        assert errors == [] and len(results) == 2
+        assert fake.methods().count("Plugin.Activate") == 1
+        for n in c.networks():
+            n.delete()
+        assert c.audit() == []
+    finally:
+        c.close()

@@ -36,6 +36,7 @@ class PluginActivator:
         self.settings = settings or ClientSettings()
         # Striped by name: callers choose type names, so no per-name lock is kept.
         self._locks = [threading.Lock() for _ in range(64)]
+        self._activated: dict[str, RemoteDriver] = {}     # activated plugins, by name
 
     @classmethod
     def from_options(cls, options: dict) -> "PluginActivator":
@@ -61,26 +62,32 @@ class PluginActivator:
         with self._lock_for(network_type):
             registered = ctrl._drivers.get(network_type)
             if registered is not None:
-                return registered           # another thread activated it meanwhile
-            address = find_plugin(network_type, self.dirs)
-            if address is None:
-                raise UnknownDriverError(network_type)
-            client = PluginClient(address, self.settings)
-            implements = replies.activate(network_type,
-                                          client.call("Plugin.Activate", None))
-            if NETWORK_DRIVER not in implements:
-                raise NotANetworkDriverError(network_type, implements)
-            caps = replies.capabilities(network_type,
-                                        client.call("NetworkDriver.GetCapabilities", None))
-            driver = RemoteDriver(network_type, client, caps, store=ctrl.store,
-                                  host_socket=ctrl.host_socket)
-            try:
-                ctrl.register_driver(network_type, driver)
-            except ActiveRegistrationError:     # registered by hand meanwhile
-                return ctrl._drivers[network_type]
-            log.info("activated network plugin %s at %s (scope %s)", network_type, address,
-                     caps.scope)
-            return driver
+                return registered            # activated by another thread meanwhile
+            driver = self._activated.get(network_type)
+            if driver is None:
+                driver = self._activated[network_type] = self._start(network_type, ctrl)
+        # Registered outside the activation lock: a caller may hold the controller's
+        # lock while it waits for ours (Controller._handle), and registering takes it.
+        try:
+            ctrl.register_driver(network_type, driver)
+        except ActiveRegistrationError:     # by another thread, or by hand meanwhile
+            return ctrl._drivers[network_type]
+        return driver
+
+    def _start(self, network_type: str, ctrl) -> RemoteDriver:
+        address = find_plugin(network_type, self.dirs)
+        if address is None:
+            raise UnknownDriverError(network_type)
+        client = PluginClient(address, self.settings)
+        implements = replies.activate(network_type, client.call("Plugin.Activate", None))
+        if NETWORK_DRIVER not in implements:
+            raise NotANetworkDriverError(network_type, implements)
+        caps = replies.capabilities(network_type,
+                                    client.call("NetworkDriver.GetCapabilities", None))
+        log.info("activated network plugin %s at %s (scope %s)", network_type, address,
+                 caps.scope)
+        return RemoteDriver(network_type, client, caps, store=ctrl.store,
+                            host_socket=ctrl.host_socket)
 
     def activate_stored(self, ctrl) -> None:
         """At controller start: activate the plugins of stored networks whose type has
