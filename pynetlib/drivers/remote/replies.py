@@ -34,14 +34,15 @@ class _Reply:
     def fail(self, detail: str) -> PluginReplyError:
         return PluginReplyError(self.plugin, self.method, detail)
 
-    def get(self, obj: dict, key: str, types, what: str = ""):
+    def get(self, obj: dict, key: str, kind: type, what: str = ""):
+        """``obj[key]`` if it is a ``kind`` (str, list, dict or bool), None if absent
+        or null; anything else is refused."""
         v = obj.get(key)
         if v is None:
             return None
-        if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-            raise self.fail(f"{what or key} has the wrong type (bool)")
-        if not isinstance(v, types):
-            raise self.fail(f"{what or key} has the wrong type ({type(v).__name__})")
+        if not isinstance(v, kind):
+            raise self.fail(f"{what or key} has the wrong type ({type(v).__name__}, "
+                            f"expected {kind.__name__})")
         return v
 
     def text(self, obj: dict, key: str, what: str = "") -> str:
@@ -222,6 +223,3 @@ def _route(r: _Reply, i: int, item) -> StaticRoute:
     return StaticRoute(dest, rtype, hop)
 
 
-def empty(plugin: str, method: str, reply: dict) -> None:
-    """Replies that carry nothing but ``Err`` (handled by the client)."""
-    return None
