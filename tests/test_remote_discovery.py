@@ -22,10 +22,14 @@ def _bind(path: str) -> socket.socket:
 
 @pytest.fixture
 def dirs(tmp_path):
+    """Three plugin directories; files written with umask 022 (spec files writable by
+    group or others are refused)."""
+    old = os.umask(0o022)
     d = [str(tmp_path / "run"), str(tmp_path / "etc"), str(tmp_path / "lib")]
     for x in d:
         os.makedirs(x)
-    return tuple(d)
+    yield tuple(d)
+    os.umask(old)
 
 
 def test_socket_in_dir_and_subdir(dirs):
@@ -146,3 +150,26 @@ def test_controller_rejects_bad_plugin_dirs(tmp_path):
             pynetlib.Controller(str(tmp_path / "s"), plugin_dirs=bad, store="memory")
     with pytest.raises(BadRequestError):
         pynetlib.Controller(str(tmp_path / "s"), plugin_call_timeout=-1, store="memory")
+
+
+def test_plugin_files_of_other_users_are_refused(dirs):
+    spec = os.path.join(dirs[1], "owned.spec")
+    with open(spec, "w") as f:
+        f.write("unix:///run/owned.sock")
+    os.chmod(spec, 0o644)
+    assert find_plugin("owned", dirs).path == "/run/owned.sock"
+    os.chmod(spec, 0o666)
+    with pytest.raises(PluginSpecError, match="writable by group or others"):
+        find_plugin("owned", dirs)
+    os.chmod(spec, 0o644)
+    if os.geteuid() == 0:
+        os.chown(spec, 4242, 4242)
+        with pytest.raises(PluginSpecError, match="owned by uid 4242"):
+            find_plugin("owned", dirs)
+        s = _bind(os.path.join(dirs[0], "owned.sock"))
+        try:
+            os.chown(os.path.join(dirs[0], "owned.sock"), 4242, 4242)
+            with pytest.raises(PluginSpecError, match="owned by uid 4242"):
+                find_plugin("owned", dirs)
+        finally:
+            s.close()

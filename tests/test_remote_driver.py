@@ -230,6 +230,8 @@ def test_discovery_through_spec_and_json_files(no_leaks, tmp_path, plugin_dir):
         os.makedirs(os.path.join(plugin_dir, "jsonplug"))
         with open(os.path.join(plugin_dir, "jsonplug", "jsonplug.json"), "w") as f:
             f.write(f'{{"Name": "jsonplug", "Addr": "unix://{pb.socket_path}"}}')
+        for f in ("specplug.spec", "jsonplug/jsonplug.json"):
+            os.chmod(os.path.join(plugin_dir, f), 0o644)
         c = open_ctrl(str(tmp_path / "s"), plugin_dir)
         try:
             c.new_network("specplug", "s1").delete()

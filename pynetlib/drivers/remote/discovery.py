@@ -14,7 +14,9 @@ The default directories are Docker's: ``/run/docker/plugins`` (sockets),
 A URL is ``unix:///absolute/path`` or ``tcp://IP:PORT`` where IP is a loopback literal
 (127.0.0.0/8 or ::1). Anything else (``tcp://`` to another host, ``http(s)://``, a host
 name, TLS settings) is refused with :class:`PluginSpecError`: the plugin protocol carries
-no authentication, so pynetlib only speaks it to processes on this host.
+no authentication, so pynetlib only speaks it to processes on this host. Plugin files
+must belong to root or to the calling user, and spec files must not be writable by group
+or others.
 """
 
 from __future__ import annotations
@@ -80,13 +82,27 @@ def find_plugin(name: str, dirs: tuple[str, ...] = DEFAULT_PLUGIN_DIRS) -> Plugi
     for d in dirs:
         for path in _candidates(d, name, ".sock"):
             if _is_socket(path):
+                _check_owner(name, path)
                 return PluginAddress(name, "unix", path=path, source=path)
     for d in dirs:
         for ext, reader in ((".spec", _read_spec), (".json", _read_json_spec)):
             for path in _candidates(d, name, ext):
                 if os.path.isfile(path):
+                    _check_owner(name, path)
                     return reader(name, path)
     return None
+
+
+def _check_owner(name: str, path: str) -> None:
+    """A plugin file must belong to root or to this process's user: whoever owns it
+    decides where this network type's traffic goes. A spec file must not be writable
+    by group or others either."""
+    st = os.stat(path)
+    if st.st_uid not in (0, os.geteuid()):
+        raise PluginSpecError(name, "", f"{path} is owned by uid {st.st_uid}, not by root "
+                                        "or this process's user")
+    if not stat.S_ISSOCK(st.st_mode) and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PluginSpecError(name, "", f"{path} is writable by group or others")
 
 
 def _candidates(base: str, name: str, ext: str) -> tuple[str, str]:
