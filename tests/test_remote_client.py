@@ -188,3 +188,30 @@ def test_settings_are_validated():
                {"retries": True}, {"max_reply_bytes": 10}):
         with pytest.raises(BadRequestError):
             ClientSettings(**kw)
+
+
+def test_loopback_tcp_plugin():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            data = b'{"Implements": ["NetworkDriver"]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    t.start()
+    try:
+        addr = PluginAddress("tcpplug", "tcp", host="127.0.0.1", port=srv.server_address[1])
+        assert PluginClient(addr, FAST).call("Plugin.Activate") == {
+            "Implements": ["NetworkDriver"]}
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join()
