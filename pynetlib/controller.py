@@ -28,7 +28,9 @@ from pynetlib.store import Store, dumps, open_store, owner_token
 from pynetlib.teardown import DeferredTeardown
 
 DEFAULT_STATE_DIR = "/var/lib/pynetlib"
-_OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile"}
+_OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile",
+            # remote driver (pynetlib.drivers.remote.activation.PLUGIN_OPTIONS)
+            "plugin_dirs", "plugin_connect_timeout", "plugin_call_timeout", "plugin_retries"}
 
 
 def _set_owner(c, nid: str) -> None:
@@ -49,7 +51,9 @@ class Controller:
     /run/netns by default), ``ipam`` (an allocator to use instead of the store-backed
     default), ``host_routes`` (a callable listing the host's routed networks, for the
     default pools), ``store="memory"`` (keep the records in memory only: benchmarks and
-    tests), ``reconcile=False`` (do not reconcile when opening).
+    tests), ``reconcile=False`` (do not reconcile when opening). A network type with no
+    registered driver is looked up as a plugin (docs/remote.md): ``plugin_dirs`` (default
+    Docker's), ``plugin_connect_timeout``, ``plugin_call_timeout``, ``plugin_retries``.
     """
 
     def __init__(self, state_dir: str | None = None, *, global_store=None, **options) -> None:
@@ -80,8 +84,12 @@ class Controller:
         self._left_sandbox: dict[str, str] = {}     # endpoint id -> container it left
         self._closed = False
         try:
+            from pynetlib.drivers.remote import PluginActivator
+
+            self._plugins = PluginActivator.from_options(options)
             self.ipam = options.get("ipam") or self._default_ipam(options.get("host_routes"))
             self._init_drivers()
+            self._plugins.activate_stored(self)
             if options.get("reconcile", True):
                 self.reconcile()
         except BaseException:
@@ -150,8 +158,8 @@ class Controller:
     def _driver(self, network_type: str) -> Driver:
         with self._lock:
             d = self._drivers.get(network_type)
-        if d is None:
-            raise UnknownDriverError(network_type)
+        if d is None:       # a plugin of that name? (UnknownDriverError when there is none)
+            d = self._plugins.activate(network_type, self)
         return d
 
     # -- networks -------------------------------------------------------------------
