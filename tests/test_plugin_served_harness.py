@@ -1,0 +1,128 @@
+"""Test harness for the served Docker plugin: the aiohttp app on a real unix socket (its
+own event loop in a background thread), and a client that speaks to it the way a Docker
+engine's plugin client does (POST, ``Accept: application/vnd.docker.plugins.v1+json``,
+Go-encoded JSON bodies with a trailing newline, ``null`` for a nil request).
+
+No tests here: the test modules import these helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+
+import pytest
+from aiohttp import web
+
+ACCEPT = "application/vnd.docker.plugins.v1+json"
+
+
+class PluginServer:
+    """``build_plugin_app(ctrl, state_dir)`` served on ``sock_path`` until ``close``."""
+
+    def __init__(self, ctrl, state_dir: str, sock_path: str) -> None:
+        from pynetlib.plugins.app import build_plugin_app
+
+        self.sock_path = sock_path
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="plugin-loop",
+                                       daemon=True)
+        self.thread.start()
+        self.runner = web.AppRunner(build_plugin_app(ctrl, state_dir))
+        self._run(self.runner.setup())
+        self._run(web.UnixSite(self.runner, sock_path).start())
+
+    def _run(self, coro, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        try:
+            self._run(self.runner.cleanup())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self._unix_path)
+        self.sock = s
+
+
+class EngineClient:
+    """What a Docker engine's plugin client sends; every call returns (status, reply,
+    content type)."""
+
+    def __init__(self, sock_path: str, timeout: float = 60) -> None:
+        self.sock_path = sock_path
+        self.timeout = timeout
+
+    def raw(self, path: str, body: bytes, method: str = "POST"):
+        conn = _UnixConnection(self.sock_path, self.timeout)
+        try:
+            conn.request(method, path, body=body,
+                         headers={"Accept": ACCEPT, "Content-Type": ACCEPT})
+            resp = conn.getresponse()
+            data = resp.read()
+            ctype = resp.getheader("Content-Type", "")
+        finally:
+            conn.close()
+        try:
+            reply = json.loads(data) if data else None
+        except ValueError:
+            reply = data
+        return resp.status, reply, ctype
+
+    def call(self, method: str, body=None):
+        """POST /<method> with a Go-encoded body (``null`` for None)."""
+        return self.raw("/" + method, (json.dumps(body) + "\n").encode())
+
+    def ok(self, method: str, body=None) -> dict:
+        """A call that must succeed: 200, the protocol's content type, no Err."""
+        status, reply, ctype = self.call(method, body)
+        assert status == 200, (method, status, reply)
+        assert ctype.startswith("application/vnd.docker.plugins.v1+json"), ctype
+        assert isinstance(reply, dict) and not reply.get("Err"), (method, reply)
+        return reply
+
+    def err(self, method: str, body=None, status: int = 200) -> str:
+        """A call that must fail with ``{"Err": ...}`` and the given HTTP status."""
+        got, reply, ctype = self.call(method, body)
+        assert got == status, (method, got, reply)
+        assert ctype.startswith("application/vnd.docker.plugins.v1+json"), ctype
+        assert isinstance(reply, dict) and reply.get("Err"), (method, reply)
+        return reply["Err"]
+
+
+def docker_id() -> str:
+    """A Docker-style id: 64 lowercase hex characters."""
+    return secrets.token_hex(32)
+
+
+@pytest.fixture
+def plugin_sock():
+    """A socket path in a fresh temporary directory, short enough for sun_path."""
+    d = tempfile.mkdtemp(prefix="pnlplug-", dir="/tmp")
+    yield os.path.join(d, "pynetlib.sock")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def served(ctrl, plugin_sock, tmp_path):
+    """The plugin served for the ``ctrl`` fixture's controller, and an engine client."""
+    server = PluginServer(ctrl, str(tmp_path / "state"), plugin_sock)
+    yield EngineClient(plugin_sock)
+    server.close()
