@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import ipaddress
 import json
 import os
 import secrets
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 from aiohttp import web
@@ -126,3 +129,53 @@ def served(ctrl, plugin_sock, tmp_path):
     server = PluginServer(ctrl, str(tmp_path / "state"), plugin_sock)
     yield EngineClient(plugin_sock)
     server.close()
+
+
+# -- what the engine does with the kernel, read back with pyroute2 ----------------------
+
+GATEWAY_REQUEST = {"RequestAddressType": "com.docker.network.gateway"}
+
+
+def host_links() -> dict:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return {l.get_attr("IFLA_IFNAME"): l for l in ipr.get_links()}
+
+
+def wait_gone(names, timeout: float = 10.0) -> set:
+    """The names of ``names`` still present after waiting up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = set(names) & set(host_links())
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def engine_plumb(src: str, netns: str, prefix: str, address: str, gateway: str) -> str:
+    """What the Docker engine does after a Join: move SrcName into the sandbox, name it
+    DstPrefix + index, address it, bring it up, route through the gateway."""
+    from pyroute2 import IPRoute, NetNS
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=src)[0]
+        ipr.link("set", index=idx, net_ns_fd=netns)
+    with NetNS(netns) as ns:
+        used = {l.get_attr("IFLA_IFNAME") for l in ns.get_links()}
+        i = 0
+        while f"{prefix}{i}" in used:
+            i += 1
+        name = f"{prefix}{i}"
+        idx = ns.link_lookup(ifname=src)[0]
+        ns.link("set", index=idx, ifname=name)
+        iface = ipaddress.ip_interface(address)
+        ns.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        ns.link("set", index=idx, state="up")
+        ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+    return name
+
+
+def ping(netns: str, ip: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", netns, "ping", "-c1", "-W2", ip],
+                          capture_output=True).returncode == 0

@@ -164,8 +164,8 @@ class ServedNetworkDriver:
         return {"Value": value}
 
     def Join(self, req: dict) -> dict:
-        ep = self._endpoint(req)
         key = sandbox_key(req["SandboxKey"])
+        ep = self._endpoint(req)
         cid = sandbox_container_id(key)
         data = ep.join(cid, netns_path=key, move_interfaces=False)
         if len(data.host_interfaces) != 1:
