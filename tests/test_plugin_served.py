@@ -16,8 +16,10 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_plugin_served_harness import (GATEWAY_REQUEST, docker_id, engine_plumb,  # noqa: E402
-                                        host_links, ping, plugin_sock, served, wait_gone)  # noqa: F401
+from test_plugin_served_harness import (GATEWAY_REQUEST, TcpServer, docker_id,  # noqa: E402,F401
+                                        engine_plumb, host_links, network_create,
+                                        network_remove, ping, plugin_sock, served, tcp_ask,
+                                        wait_gone)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -149,3 +151,156 @@ def test_docker_engine_lifecycle(served, ctrl, make_netns):
         "AddressSpace": "LocalDefault", "Pool": str(subnet), "SubPool": "", "Options": {},
         "V6": False})
     engine.ok("IpamDriver.ReleasePool", {"PoolID": again["PoolID"]})
+
+
+def join_and_plumb(engine, nid: str, eid: str, netns: str, address: str,
+                   address6: str = "") -> dict:
+    join = engine.ok("NetworkDriver.Join", {"NetworkID": nid, "EndpointID": eid,
+                                            "SandboxKey": f"/run/netns/{netns}",
+                                            "Options": {}})
+    engine_plumb(join["InterfaceName"]["SrcName"], netns, join["InterfaceName"]["DstPrefix"],
+                 address, join["Gateway"], address6, join["GatewayIPv6"])
+    return join
+
+
+def leave_and_delete(engine, nid: str, eid: str) -> None:
+    engine.ok("NetworkDriver.RevokeExternalConnectivity", {"NetworkID": nid, "EndpointID": eid})
+    engine.ok("NetworkDriver.Leave", {"NetworkID": nid, "EndpointID": eid})
+    engine.ok("NetworkDriver.DeleteEndpoint", {"NetworkID": nid, "EndpointID": eid})
+
+
+def test_endpoint_without_addresses_gets_the_drivers(served, ctrl, make_netns):
+    """An empty Interface (no IPAM address, e.g. Docker's null IPAM): pynetlib allocates
+    and the reply carries the address and the MAC, which the engine then uses."""
+    engine = served
+    net = network_create(engine, "10.88.0.0/24")
+    nid = net["nid"]
+    a_eid, b_eid = docker_id(), docker_id()
+    reply = engine.ok("NetworkDriver.CreateEndpoint", {
+        "NetworkID": nid, "EndpointID": a_eid,
+        "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""}, "Options": {}})
+    iface = reply["Interface"]
+    assert set(iface) == {"Address", "MacAddress"}
+    a_addr = ipaddress.ip_interface(iface["Address"])
+    assert a_addr.network == ipaddress.ip_network("10.88.0.0/24")
+    assert a_addr.ip != ipaddress.ip_interface(net["gw"]).ip
+    info = engine.ok("NetworkDriver.EndpointOperInfo", {"NetworkID": nid,
+                                                        "EndpointID": a_eid})["Value"]
+    assert info["com.docker.network.endpoint.macaddress"] == iface["MacAddress"]
+    # an Interface of null is the same as an empty one
+    reply_b = engine.ok("NetworkDriver.CreateEndpoint", {
+        "NetworkID": nid, "EndpointID": b_eid, "Interface": None, "Options": None})
+    b_addr = ipaddress.ip_interface(reply_b["Interface"]["Address"])
+    assert b_addr != a_addr
+    a_ns, b_ns = make_netns("dk"), make_netns("dk")
+    join = join_and_plumb(engine, nid, a_eid, a_ns, str(a_addr))
+    join_and_plumb(engine, nid, b_eid, b_ns, str(b_addr))
+    # the device the engine moved carries the MAC the reply announced
+    from pyroute2 import NetNS
+
+    with NetNS(a_ns) as ns:
+        eth0 = ns.get_links(ns.link_lookup(ifname="eth0")[0])[0]
+        assert eth0.get_attr("IFLA_ADDRESS") == iface["MacAddress"]
+    assert ping(a_ns, str(b_addr.ip)) and ping(b_ns, str(a_addr.ip))
+    assert ctrl.audit() == []
+    for eid in (a_eid, b_eid):
+        leave_and_delete(engine, nid, eid)
+    network_remove(engine, net)
+    assert wait_gone([join["InterfaceName"]["SrcName"]]) == set()
+    assert ctrl.audit() == [] and ctrl.networks() == []
+
+
+def test_ipv6_network(served, ctrl, make_netns):
+    engine = served
+    net = network_create(engine, "10.89.0.0/24", subnet6="fd00:89::/64")
+    assert ipaddress.ip_interface(net["gw6"]) == ipaddress.ip_interface("fd00:89::1/64")
+    containers = []
+    for _ in range(2):
+        eid = docker_id()
+        v4 = engine.ok("IpamDriver.RequestAddress", {"PoolID": net["pid"], "Address": "",
+                                                     "Options": {}})["Address"]
+        v6 = engine.ok("IpamDriver.RequestAddress", {"PoolID": net["pid6"], "Address": "",
+                                                     "Options": {}})["Address"]
+        assert engine.ok("NetworkDriver.CreateEndpoint", {
+            "NetworkID": net["nid"], "EndpointID": eid,
+            "Interface": {"Address": v4, "AddressIPv6": v6, "MacAddress": ""},
+            "Options": {}}) == {}
+        ns = make_netns("dk6")
+        join = join_and_plumb(engine, net["nid"], eid, ns, v4, v6)
+        assert join["GatewayIPv6"] == "fd00:89::1"
+        containers.append((eid, ns, v4, v6))
+    (_, a_ns, _, _), (_, _, b4, b6) = containers
+    assert ping(a_ns, str(ipaddress.ip_interface(b6).ip))
+    assert ping(a_ns, "fd00:89::1")
+    assert ping(a_ns, str(ipaddress.ip_interface(b4).ip))
+    assert ctrl.audit() == []
+    for eid, _, v4, v6 in containers:
+        leave_and_delete(engine, net["nid"], eid)
+        for pid, a in ((net["pid"], v4), (net["pid6"], v6)):
+            engine.ok("IpamDriver.ReleaseAddress", {
+                "PoolID": pid, "Address": str(ipaddress.ip_interface(a).ip)})
+    network_remove(engine, net)
+    assert ctrl.audit() == [] and ctrl.networks() == []
+
+
+@pytest.fixture
+def outside(make_netns):
+    """A namespace connected to the test run's namespace (the Docker host here) by a
+    veth: 198.51.100.2 outside, 198.51.100.1 on the host; forwarding on meanwhile."""
+    import subprocess
+
+    ns = make_netns("out")
+    host_end = f"vo{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
+                    "netns", ns], check=True)
+    subprocess.run(["ip", "addr", "add", "198.51.100.1/24", "dev", host_end], check=True)
+    subprocess.run(["ip", "link", "set", host_end, "up"], check=True)
+    subprocess.run(["ip", "-n", ns, "addr", "add", "198.51.100.2/24", "dev", "eth0"],
+                   check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        forward = f.read().strip()
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("1\n")
+    yield ns
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write(forward + "\n")
+    subprocess.run(["ip", "link", "del", host_end], check=False)
+
+
+def test_port_mapping(served, ctrl, make_netns, outside):
+    """-p 8080:80: the bindings come with CreateEndpoint, are made at Join, and
+    ProgramExternalConnectivity agrees; traffic from outside reaches the container."""
+    engine = served
+    net = network_create(engine, "10.90.0.0/24")
+    nid, eid = net["nid"], docker_id()
+    addr = engine.ok("IpamDriver.RequestAddress", {"PoolID": net["pid"], "Address": "",
+                                                   "Options": {}})["Address"]
+    ports = {"com.docker.network.endpoint.exposedports": [{"Proto": 6, "Port": 80}],
+             "com.docker.network.portmap": [{"Proto": 6, "IP": "", "Port": 80, "HostIP": "",
+                                             "HostPort": 8080, "HostPortEnd": 8080}]}
+    engine.ok("NetworkDriver.CreateEndpoint", {
+        "NetworkID": nid, "EndpointID": eid,
+        "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
+        "Options": ports})
+    value = engine.ok("NetworkDriver.EndpointOperInfo", {"NetworkID": nid,
+                                                         "EndpointID": eid})["Value"]
+    ip = str(ipaddress.ip_interface(addr).ip)
+    assert value["com.docker.network.portmap"] == [
+        {"Proto": 6, "IP": ip, "Port": 80, "HostIP": "", "HostPort": 8080,
+         "HostPortEnd": 8080}]
+    assert value["com.docker.network.endpoint.exposedports"] == [{"Proto": 6, "Port": 80}]
+    ns = make_netns("dkp")
+    join_and_plumb(engine, nid, eid, ns, addr)
+    engine.ok("NetworkDriver.ProgramExternalConnectivity", {
+        "NetworkID": nid, "EndpointID": eid, "Options": ports})
+    server = TcpServer(ns, 80, "web")
+    try:
+        assert tcp_ask(outside, "198.51.100.1", 8080) == "web saw 198.51.100.2"
+        leave_and_delete(engine, nid, eid)
+        assert tcp_ask(outside, "198.51.100.1", 8080).startswith("failed")
+    finally:
+        server.stop()
+    engine.ok("IpamDriver.ReleaseAddress", {"PoolID": net["pid"], "Address": ip})
+    network_remove(engine, net)
+    assert ctrl.audit() == [] and ctrl.networks() == []

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_plugin_served_harness import (GATEWAY_REQUEST, docker_id, plugin_sock,  # noqa: E402,F401
-                                        served)
+from test_plugin_served_harness import (docker_id, network_create,  # noqa: E402,F401
+                                        plugin_sock, served)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -36,17 +36,8 @@ def state(ctrl) -> tuple:
 
 def make_network(engine, subnet: str = "10.77.0.0/24"):
     """A pool, its gateway and a network, as `docker network create` makes them."""
-    pool = engine.ok("IpamDriver.RequestPool", {
-        "AddressSpace": "LocalDefault", "Pool": subnet, "SubPool": "", "Options": {},
-        "V6": False})
-    gw = engine.ok("IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": "",
-                                                 "Options": dict(GATEWAY_REQUEST)})
-    nid = docker_id()
-    engine.ok("NetworkDriver.CreateNetwork", {
-        "NetworkID": nid, "Options": {"com.docker.network.generic": {}},
-        "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": subnet,
-                      "Gateway": gw["Address"]}], "IPv6Data": []})
-    return nid, pool["PoolID"], gw["Address"]
+    net = network_create(engine, subnet)
+    return net["nid"], net["pid"], net["gw"]
 
 
 # -- HTTP level ---------------------------------------------------------------------

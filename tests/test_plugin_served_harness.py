@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -153,9 +154,10 @@ def wait_gone(names, timeout: float = 10.0) -> set:
         time.sleep(0.05)
 
 
-def engine_plumb(src: str, netns: str, prefix: str, address: str, gateway: str) -> str:
+def engine_plumb(src: str, netns: str, prefix: str, address: str, gateway: str,
+                 address6: str = "", gateway6: str = "") -> str:
     """What the Docker engine does after a Join: move SrcName into the sandbox, name it
-    DstPrefix + index, address it, bring it up, route through the gateway."""
+    DstPrefix + index, address it, bring it up, route through the gateway(s)."""
     from pyroute2 import IPRoute, NetNS
 
     with IPRoute() as ipr:
@@ -169,13 +171,111 @@ def engine_plumb(src: str, netns: str, prefix: str, address: str, gateway: str) 
         name = f"{prefix}{i}"
         idx = ns.link_lookup(ifname=src)[0]
         ns.link("set", index=idx, ifname=name)
-        iface = ipaddress.ip_interface(address)
-        ns.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        for a in (address, address6):
+            if a:
+                iface = ipaddress.ip_interface(a)
+                ns.addr("add", index=idx, address=str(iface.ip),
+                        prefixlen=iface.network.prefixlen,
+                        **({"flags": 0x02} if iface.version == 6 else {}))   # IFA_F_NODAD
         ns.link("set", index=idx, state="up")
-        ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+        if gateway:
+            ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+        if gateway6:
+            ns.route("add", dst="::/0", gateway=gateway6, family=10)
     return name
 
 
 def ping(netns: str, ip: str) -> bool:
-    return subprocess.run(["ip", "netns", "exec", netns, "ping", "-c1", "-W2", ip],
+    v6 = ["-6"] if ":" in ip else []
+    return subprocess.run(["ip", "netns", "exec", netns, "ping", *v6, "-c1", "-W2", ip],
                           capture_output=True).returncode == 0
+
+
+_SERVE = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4)
+print("listening", flush=True)
+while True:
+    conn, peer = s.accept()
+    conn.sendall(f"{sys.argv[2]} saw {peer[0]}".encode())
+    conn.close()
+"""
+
+_ASK = r"""
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2) as c:
+        print(c.recv(100).decode())
+except OSError as e:
+    print("failed:", e)
+"""
+
+
+class TcpServer:
+    """A TCP server in a namespace that answers '<name> saw <peer address>'."""
+
+    def __init__(self, netns: str, port: int, name: str) -> None:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c",
+                                      _SERVE, str(port), name], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.strip() == "listening", self.proc.stderr.read()
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def tcp_ask(netns: str, address: str, port: int) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", _ASK,
+                           address, str(port)], capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+
+
+# -- what `docker network create` and `docker network rm` send ---------------------------
+
+def network_create(engine, subnet: str = "", generic: dict | None = None,
+                   subnet6: str = "") -> dict:
+    """IPAM pools and gateways, then CreateNetwork, in the engine's order. Returns the
+    ids and addresses: nid, pid, gw (CIDR), and pid6/gw6 with IPv6."""
+    out = {"nid": docker_id()}
+    pool = engine.ok("IpamDriver.RequestPool", {"AddressSpace": "LocalDefault",
+                                                "Pool": subnet, "SubPool": "",
+                                                "Options": {}, "V6": False})
+    out["pid"], out["pool"] = pool["PoolID"], pool["Pool"]
+    out["gw"] = engine.ok("IpamDriver.RequestAddress", {
+        "PoolID": pool["PoolID"], "Address": "", "Options": dict(GATEWAY_REQUEST)})["Address"]
+    v6data = []
+    if subnet6:
+        pool6 = engine.ok("IpamDriver.RequestPool", {"AddressSpace": "LocalDefault",
+                                                     "Pool": subnet6, "SubPool": "",
+                                                     "Options": {}, "V6": True})
+        out["pid6"] = pool6["PoolID"]
+        out["gw6"] = engine.ok("IpamDriver.RequestAddress", {
+            "PoolID": pool6["PoolID"], "Address": "",
+            "Options": dict(GATEWAY_REQUEST)})["Address"]
+        v6data = [{"AddressSpace": "LocalDefault", "Pool": pool6["Pool"],
+                   "Gateway": out["gw6"]}]
+    engine.ok("NetworkDriver.GetCapabilities")
+    assert engine.ok("NetworkDriver.CreateNetwork", {
+        "NetworkID": out["nid"],
+        "Options": {"com.docker.network.enable_ipv6": bool(subnet6),
+                    "com.docker.network.generic": dict(generic or {})},
+        "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": pool["Pool"],
+                      "Gateway": out["gw"]}],
+        "IPv6Data": v6data}) == {}
+    return out
+
+
+def network_remove(engine, net: dict) -> None:
+    engine.ok("NetworkDriver.DeleteNetwork", {"NetworkID": net["nid"]})
+    for pid, gw in ((net["pid"], net["gw"]), (net.get("pid6"), net.get("gw6"))):
+        if pid:
+            engine.ok("IpamDriver.ReleaseAddress", {
+                "PoolID": pid, "Address": str(ipaddress.ip_interface(gw).ip)})
+            engine.ok("IpamDriver.ReleasePool", {"PoolID": pid})
