@@ -251,3 +251,65 @@ def test_network_errors_change_nothing(served, ctrl, make_netns):
     engine.ok("NetworkDriver.DeleteEndpoint", {"NetworkID": nid, "EndpointID": eid})
     engine.ok("NetworkDriver.DeleteNetwork", {"NetworkID": nid})
     assert ctrl.audit() == []
+
+
+# -- failures inside the controller -------------------------------------------------------
+
+def test_a_failed_join_is_rolled_back(served, ctrl, make_netns):
+    """The kernel side of a Join fails after the veth exists: Err, and the veth, the
+    sandbox record and the join are undone; the next Join works."""
+    from pynetlib.failpoints import arm, disarm_all
+
+    engine = served
+    net = network_create(engine, "10.91.0.0/24")
+    eid = docker_id()
+    engine.ok("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net["nid"], "EndpointID": eid,
+        "Interface": {"Address": "10.91.0.2/24"}, "Options": {}})
+    ns = make_netns("dkf")
+    join = {"NetworkID": net["nid"], "EndpointID": eid, "SandboxKey": f"/run/netns/{ns}",
+            "Options": {}}
+    before = state(ctrl)
+    arm("endpoint.join.after_kernel=raise*1")
+    try:
+        assert "failpoint" in engine.err("NetworkDriver.Join", join)
+    finally:
+        disarm_all()
+    ctrl.flush_teardown()
+    assert state(ctrl) == before
+    assert ctrl.audit() == [] and ctrl.sandboxes() == []
+    reply = engine.ok("NetworkDriver.Join", join)
+    assert reply["InterfaceName"]["SrcName"] in state(ctrl)[0]
+    engine.ok("NetworkDriver.Leave", {"NetworkID": net["nid"], "EndpointID": eid})
+    engine.ok("NetworkDriver.DeleteEndpoint", {"NetworkID": net["nid"], "EndpointID": eid})
+
+
+def test_blocking_calls_run_off_the_event_loop(served, ctrl, monkeypatch):
+    """While a call is blocked inside the controller, the plugin keeps answering."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    real = ctrl.new_network
+
+    def slow_new_network(*args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ctrl, "new_network", slow_new_network)
+    nid = docker_id()
+    results = []
+    t = threading.Thread(target=lambda: results.append(served.call(
+        "NetworkDriver.CreateNetwork", {"NetworkID": nid, "Options": {},
+                                        "IPv4Data": [{"Pool": "10.92.0.0/24"}]})))
+    t.start()
+    try:
+        assert entered.wait(30)
+        assert served.ok("Plugin.Activate")["Implements"]
+        assert served.ok("IpamDriver.GetDefaultAddressSpaces")
+        assert "not found" in served.err("NetworkDriver.DeleteNetwork", {"NetworkID": nid})
+    finally:
+        release.set()
+        t.join(30)
+    assert results and results[0][0] == 200 and results[0][1] == {}
+    served.ok("NetworkDriver.DeleteNetwork", {"NetworkID": nid})
