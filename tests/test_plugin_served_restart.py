@@ -110,3 +110,39 @@ def test_restart_keeps_pools_addresses_networks_and_joins(tmp_path, plugin_sock,
                                                       "Pool": subnet})["Pool"] == subnet
     finally:
         d.close()
+
+
+def test_shutdown_finishes_calls_in_flight(ctrl, tmp_path, plugin_sock, monkeypatch):
+    """Closing the app (what the daemon does on SIGTERM) lets a call that is inside the
+    controller finish and answer; the worker threads are gone afterwards."""
+    import threading
+
+    server = PluginServer(ctrl, str(tmp_path / "state"), plugin_sock)
+    engine = EngineClient(plugin_sock)
+    entered, release = threading.Event(), threading.Event()
+    real = ctrl.new_network
+
+    def slow_new_network(*args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ctrl, "new_network", slow_new_network)
+    nid = docker_id()
+    results = []
+    caller = threading.Thread(target=lambda: results.append(engine.call(
+        "NetworkDriver.CreateNetwork", {"NetworkID": nid, "Options": {},
+                                        "IPv4Data": [{"Pool": "10.93.0.0/24"}]})))
+    caller.start()
+    assert entered.wait(30)
+    closer = threading.Thread(target=server.close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive(), "close waits for the call in flight"
+    release.set()
+    caller.join(30)
+    closer.join(30)
+    assert not closer.is_alive()
+    assert results and results[0][0] == 200 and results[0][1] == {}
+    assert not [t for t in threading.enumerate() if t.name.startswith("pynetlib-plugin")]
+    assert [n.name for n in ctrl.networks()] == ["docker-" + nid[:57]]

@@ -87,9 +87,11 @@ async def _dispatch(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     reply, status = await loop.run_in_executor(request.app[_EXECUTOR], _call, fn, spec,
                                                path.lstrip("/"), raw)
-    log.info("plugin %s -> %d in %.1f ms%s", path, status,
-             (time.monotonic() - started) * 1000,
-             f": {reply['Err']}" if "Err" in reply else "")
+    elapsed_ms = (time.monotonic() - started) * 1000
+    log.info("plugin %s -> %d in %.1f ms%s", path, status, elapsed_ms,
+             f": {reply['Err']}" if "Err" in reply else "",
+             extra={"plugin_method": path.lstrip("/"), "status": status,
+                    "duration_ms": round(elapsed_ms, 3), "error": reply.get("Err")})
     return _reply(reply, status)
 
 
@@ -108,7 +110,9 @@ def build_plugin_app(ctrl, state_dir: str) -> web.Application:
         max_workers=WORKERS, thread_name_prefix="pynetlib-plugin")
 
     async def _shutdown(app: web.Application) -> None:
-        app[_EXECUTOR].shutdown(wait=True)
+        # Waits for the calls in flight without blocking the loop (other servers of the
+        # daemon may share it).
+        await asyncio.to_thread(app[_EXECUTOR].shutdown, True)
 
     app.on_cleanup.append(_shutdown)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
