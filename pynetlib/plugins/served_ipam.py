@@ -12,16 +12,12 @@ the controller's pools as well as the host's routes.
 from __future__ import annotations
 
 import ipaddress
-import logging
-from typing import Any
 
 from pynetlib.errors import BadRequestError, PoolOverlapError
 from pynetlib.ipam import GLOBAL_DEFAULT, LOCAL_DEFAULT
 from pynetlib.ipam.persistent import PersistentAllocator
 from pynetlib.ipam.routes import proc_routes
 from pynetlib.plugins.wire import Field
-
-log = logging.getLogger(__name__)
 
 STORE_OWNER = "ipam.docker"
 
@@ -120,9 +116,3 @@ class ServedIpam:
             raise BadRequestError("ReleaseAddress needs the Address to release")
         self.ipam.release_address(req["PoolID"], req["Address"])
         return {}
-
-    def dispatch(self, method: str, req: dict) -> dict:
-        return getattr(self, method)(req)
-
-    def close(self) -> None:
-        pass

@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 
 from pynetlib import netlabel
 from pynetlib.errors import (BadRequestError, InternalError, NoContainerError,
                              NoSuchNetworkError)
 from pynetlib.plugins import docker_options as dopts
 from pynetlib.plugins.wire import Field, docker_id, parse_fields, sandbox_key
-
-log = logging.getLogger(__name__)
 
 NETWORK_TYPE = "bridge"
 NAME_PREFIX = "docker-"
@@ -209,9 +206,6 @@ class ServedNetworkDriver:
 
     def DiscoverDelete(self, req: dict) -> dict:
         return {}
-
-    def dispatch(self, method: str, req: dict) -> dict:
-        return getattr(self, method)(req)
 
 
 def _satisfies(have, want) -> bool:
