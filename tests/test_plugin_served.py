@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_plugin_served_harness import (GATEWAY_REQUEST, TcpServer, docker_id,  # noqa: E402,F401
                                         engine_plumb, host_links, network_create,
-                                        network_remove, ping, plugin_sock, served, tcp_ask,
-                                        wait_gone)
+                                        network_remove, ns_links, ping, plugin_sock,
+                                        pynetlib_links, served, tcp_ask, wait_until)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -136,14 +136,10 @@ def test_docker_engine_lifecycle(served, ctrl, make_netns):
                                             "Address": str(gw_if.ip)})
     engine.ok("IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]})
 
-    assert wait_gone(["br-docker1", *srcs]) == set()
-    left = [n for n in host_links() if n.startswith(("pnl", "pnp", "br-"))]
-    assert left == []
+    assert wait_until(lambda: pynetlib_links() == []), pynetlib_links()
+    assert not set(srcs) & set(host_links())
     for c in containers:           # the engine's namespaces hold nothing of ours
-        from pyroute2 import NetNS
-
-        with NetNS(c.netns) as ns:
-            assert [l.get_attr("IFLA_IFNAME") for l in ns.get_links()] == ["lo"]
+        assert wait_until(lambda: ns_links(c.netns) == ["lo"]), ns_links(c.netns)
     assert ctrl.audit() == []
     assert ctrl.networks() == [] and ctrl.sandboxes() == []
     # the pool is free again, in the plugin's IPAM and the controller's
@@ -206,7 +202,8 @@ def test_endpoint_without_addresses_gets_the_drivers(served, ctrl, make_netns):
     for eid in (a_eid, b_eid):
         leave_and_delete(engine, nid, eid)
     network_remove(engine, net)
-    assert wait_gone([join["InterfaceName"]["SrcName"]]) == set()
+    assert wait_until(lambda: pynetlib_links() == []), pynetlib_links()
+    assert wait_until(lambda: ns_links(a_ns) == ["lo"] and ns_links(b_ns) == ["lo"])
     assert ctrl.audit() == [] and ctrl.networks() == []
 
 
@@ -302,5 +299,75 @@ def test_port_mapping(served, ctrl, make_netns, outside):
     finally:
         server.stop()
     engine.ok("IpamDriver.ReleaseAddress", {"PoolID": net["pid"], "Address": ip})
+    network_remove(engine, net)
+    assert ctrl.audit() == [] and ctrl.networks() == []
+
+
+def test_container_on_two_networks(served, ctrl, make_netns):
+    """`docker network connect`: one sandbox, two networks, two Joins with the same
+    SandboxKey; the engine names the devices eth0 and eth1."""
+    engine = served
+    nets = [network_create(engine, "10.94.0.0/24"), network_create(engine, "10.95.0.0/24")]
+    ns, peer_ns = make_netns("dk2"), make_netns("dk2")
+    eps, names = [], []
+    for net, netns in ((nets[0], ns), (nets[1], ns), (nets[1], peer_ns)):
+        eid = docker_id()
+        addr = engine.ok("IpamDriver.RequestAddress", {"PoolID": net["pid"], "Address": "",
+                                                       "Options": {}})["Address"]
+        engine.ok("NetworkDriver.CreateEndpoint", {
+            "NetworkID": net["nid"], "EndpointID": eid,
+            "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
+            "Options": {}})
+        join = engine.ok("NetworkDriver.Join", {"NetworkID": net["nid"], "EndpointID": eid,
+                                                "SandboxKey": f"/run/netns/{netns}",
+                                                "Options": {}})
+        # the engine routes through the first network's gateway only
+        gw = join["Gateway"] if netns != ns or not names else ""
+        names.append(engine_plumb(join["InterfaceName"]["SrcName"], netns, "eth", addr, gw))
+        eps.append((net, eid, addr))
+    assert names == ["eth0", "eth1", "eth0"]
+    assert len(ctrl.sandboxes()) == 2
+    peer_addr = str(ipaddress.ip_interface(eps[2][2]).ip)
+    assert ping(ns, peer_addr), "reached over the second network"
+    assert ping(ns, str(ipaddress.ip_interface(nets[0]["gw"]).ip))
+    assert ctrl.audit() == []
+    for net, eid, addr in eps:
+        leave_and_delete(engine, net["nid"], eid)
+        engine.ok("IpamDriver.ReleaseAddress", {
+            "PoolID": net["pid"], "Address": str(ipaddress.ip_interface(addr).ip)})
+    for net in nets:
+        network_remove(engine, net)
+    assert ctrl.audit() == [] and ctrl.networks() == [] and ctrl.sandboxes() == []
+
+
+def test_join_before_the_sandbox_namespace_exists(served, ctrl, make_netns):
+    """With an external key Docker joins before the container's namespace is bound at
+    SandboxKey: the Join does not need it, and the engine moves the device later."""
+    import subprocess
+
+    engine = served
+    net = network_create(engine, "10.96.0.0/24")
+    eid = docker_id()
+    engine.ok("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net["nid"], "EndpointID": eid,
+        "Interface": {"Address": "10.96.0.2/24"}, "Options": {}})
+    name = f"dklate{os.getpid()}"
+    key = f"/run/netns/{name}"
+    assert not os.path.exists(key)
+    join = engine.ok("NetworkDriver.Join", {"NetworkID": net["nid"], "EndpointID": eid,
+                                            "SandboxKey": key, "Options": {}})
+    assert not os.path.exists(key), "pynetlib does not make or touch the namespace"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        engine_plumb(join["InterfaceName"]["SrcName"], name, "eth", "10.96.0.2/24",
+                     join["Gateway"])
+        assert ping(name, "10.96.0.1")
+        assert ctrl.audit() == []
+        leave_and_delete(engine, net["nid"], eid)
+        # the pair goes with its host end, wherever the engine put the other one
+        assert wait_until(lambda: ns_links(name) == ["lo"]), ns_links(name)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
     network_remove(engine, net)
     assert ctrl.audit() == [] and ctrl.networks() == []

@@ -144,6 +144,30 @@ def host_links() -> dict:
         return {l.get_attr("IFLA_IFNAME"): l for l in ipr.get_links()}
 
 
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds (devices a leave removes go asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def pynetlib_links() -> list[str]:
+    """Devices of pynetlib's naming (bridges, veth host ends and Join's SrcNames) in the
+    test run's namespace, which plays the Docker host."""
+    return sorted(n for n in host_links() if n.startswith(("pnl", "pnp", "br-")))
+
+
+def ns_links(netns: str) -> list[str]:
+    """The device names inside a named namespace."""
+    from pyroute2 import NetNS
+
+    with NetNS(netns) as ns:
+        return [l.get_attr("IFLA_IFNAME") for l in ns.get_links()]
+
+
 def wait_gone(names, timeout: float = 10.0) -> set:
     """The names of ``names`` still present after waiting up to ``timeout``."""
     deadline = time.monotonic() + timeout

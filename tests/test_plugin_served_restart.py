@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_plugin_served_harness import (GATEWAY_REQUEST, EngineClient,  # noqa: E402,F401
-                                        PluginServer, docker_id, engine_plumb, host_links,
-                                        ping, plugin_sock, wait_gone)
+                                        PluginServer, docker_id, engine_plumb, ns_links,
+                                        ping, plugin_sock, pynetlib_links, wait_until)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -93,8 +93,8 @@ def test_restart_keeps_pools_addresses_networks_and_joins(tmp_path, plugin_sock,
         e.ok("IpamDriver.ReleaseAddress", {"PoolID": pid, "Address": gw_ip})
         e.ok("IpamDriver.ReleasePool", {"PoolID": pid})
         e.ok("IpamDriver.ReleasePool", {"PoolID": other["PoolID"]})
-        assert wait_gone([join["InterfaceName"]["SrcName"]]) == set()
-        assert [n for n in host_links() if n.startswith(("pnl", "pnp", "br-"))] == []
+        assert wait_until(lambda: pynetlib_links() == []), pynetlib_links()
+        assert wait_until(lambda: ns_links(ns) == ["lo"]), ns_links(ns)
         assert d.ctrl.audit() == [] and d.ctrl.networks() == []
     finally:
         d.close()
