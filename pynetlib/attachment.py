@@ -47,14 +47,17 @@ class JoinArgs:
     use_default_sandbox: bool = False
     netns_path: str | None = None
     generic: dict = field(default_factory=dict)
+    move_interfaces: bool = True
 
 
 def check_join(container_id: str, *, hostname=None, domainname=None, hosts_path=None,
                resolv_conf_path=None, extra_hosts=(), dns=(), dns_search=(),
                parent_updates=(), use_default_sandbox=False, netns_path=None,
-               generic=None) -> JoinArgs:
+               generic=None, move_interfaces=True) -> JoinArgs:
     """Every check of a join's arguments, before anything changes."""
     check_container_id(container_id)
+    if not isinstance(move_interfaces, bool):
+        raise BadRequestError("move_interfaces must be a bool")
     if generic is not None and not isinstance(generic, dict):
         raise BadRequestError("generic join options must be a dict")
     extra = _records(extra_hosts, "extra_hosts")
@@ -70,7 +73,7 @@ def check_join(container_id: str, *, hostname=None, domainname=None, hosts_path=
         etchosts.check_ip(d, "DNS server")
     return JoinArgs(container_id, hostname, domainname, hosts_path, resolv_conf_path, extra,
                     tuple(dns), tuple(dns_search), parents, use_default_sandbox, netns_path,
-                    dict(generic or {}))
+                    dict(generic or {}), move_interfaces)
 
 
 def join(ep, container_id: str, **kwargs) -> ContainerData:
@@ -82,7 +85,8 @@ def join(ep, container_id: str, **kwargs) -> ContainerData:
         plumb_join(step)
         with ctrl.store.tx() as c:
             commit_join(c, step)
-        return ContainerData(step.sb.key)
+        return ContainerData(step.sb.key, tuple(
+            tuple(h) for h in step.done["record"].get("handed", [])))
 
 
 @dataclass
@@ -106,7 +110,8 @@ def begin_join(ep, args: JoinArgs) -> JoinStep:
     key, kind = sandbox_key(ctrl.store_id, args.container_id, ctrl.netns_dir,
                             args.use_default_sandbox, args.netns_path)
     plan, new_sandbox, paths = _intent(ctrl, net, ep, args.container_id, key, kind,
-                                       args.use_default_sandbox, args.netns_path)
+                                       args.use_default_sandbox, args.netns_path,
+                                       args.move_interfaces)
     return JoinStep(ep, args, plan, new_sandbox, record_paths=paths)
 
 
@@ -157,7 +162,7 @@ def commit_join(c, step: JoinStep) -> None:
               "container_id=?", (step.paths[0], step.paths[1], cid))
 
 
-def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
+def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
     """Commit 'attaching' with the plan; returns (plan, whether the sandbox is new, the
     existing sandbox record's (hosts path, resolv.conf path))."""
     with ctrl.store.tx() as c:
@@ -193,14 +198,14 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
         ifname = None
         if ep._ifaces is None:
             ep._ifaces = interfaces_from_json(row[2])
-        if kind != DEFAULT and ep._ifaces:
+        if move and kind != DEFAULT and ep._ifaces:
             i = 0
             while f"eth{i}" in used:
                 i += 1
             ifname = f"eth{i}"
         plan = {"sandbox_key": key, "kind": kind, "ifname": ifname, "used": sorted(used),
                 "route4": not gw4, "route6": not gw6, "ifnames": [ifname] if ifname else [],
-                "owner": owner_token()}
+                "owner": owner_token(), "move": move}
         c.execute("UPDATE endpoints SET state='attaching', container_id=?, join_info=? "
                   "WHERE id=?", (cid, dumps(plan), ep.id))
     return plan, new, (None, None) if new else (sb[2], sb[3])
@@ -218,6 +223,7 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
     driver = net._driver
     driver.join(net.id, ep.id, sb.key, jinfo, generic)
     moved: list[tuple[str, str]] = []
+    handed: list[tuple[str, str]] = []
     used = set(plan["used"])
     ifnames = [target.ifname] if target else []
     try:
@@ -228,6 +234,9 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
                                   "the name its plumb target gives")
         for n in jinfo.interface_names():
             if n.plumbed or n.src_name is None:
+                continue
+            if not plan.get("move", True):
+                handed.append((n.src_name, n.dst_name))     # the caller moves it
                 continue
             if n.dst_name in used:
                 raise ForbiddenError(f"interface {n.dst_name} already exists in sandbox "
@@ -252,7 +261,8 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
     placed = {n.dst_name for n in jinfo.interface_names() if n.plumbed or n.src_name}
     ifnames = [n for n in ifnames if n in placed]
     record = {"sandbox_key": sb.key, "kind": sb.kind, "ifnames": ifnames,
-              "moved": [list(m) for m in moved], "gw_owner": list(gw_owner),
+              "moved": [list(m) for m in moved], "handed": [list(h) for h in handed],
+              "gw_owner": list(gw_owner),
               "gateway": str(jinfo.gateway) if jinfo.gateway else None,
               "gateway6": str(jinfo.gateway_ipv6) if jinfo.gateway_ipv6 else None}
     return {"jinfo": jinfo, "record": record}
