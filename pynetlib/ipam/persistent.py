@@ -67,7 +67,7 @@ class PersistentAllocator:
         known = self._known_master(pool_id)
         if known is not None:       # the pools and that bitmap in one read
             rows = dict(c.execute("SELECT key, value FROM kv WHERE owner=? AND key IN (?, ?)",
-                                  (OWNER, _POOLS, _mkey(known))).fetchall())
+                                  (self._owner, _POOLS, _mkey(known))).fetchall())
             pools_text, master_text = rows.get(_POOLS), rows.get(_mkey(known))
             rec = loads(pools_text, f"ipam/{_POOLS}") if pools_text else None
             rec = rec or {"gen": 0, "pools": []}
