@@ -15,7 +15,7 @@ from pynetlib.errors import (ActiveContainerError, BadRequestError, EndpointName
                              InvalidIDError, InvalidNameError, NoSuchEndpointError,
                              NoSuchNetworkError)
 from pynetlib.failpoints import failpoint
-from pynetlib.store import dumps
+from pynetlib.store import dumps, loads
 from pynetlib.kernel import validate
 from pynetlib.names import check_name
 from pynetlib.types import PortBinding, TransportPort
@@ -57,6 +57,14 @@ class Network:
     def _forget(self, eid: str) -> None:
         with self._lock:
             self._handles.pop(eid, None)
+
+    def options(self) -> dict:
+        """The options the network was created with (a copy, from its record)."""
+        row = self._ctrl.store.read().execute(
+            "SELECT options FROM networks WHERE id=?", (self.id,)).fetchone()
+        if row is None:
+            raise NoSuchNetworkError(self.id)
+        return codec.decode(loads(row[0], "network options") or {})
 
     # -- endpoints ------------------------------------------------------------------
     def create_endpoint(self, name: str, options: dict | None = None, *, ipv4=None, ipv6=None,
