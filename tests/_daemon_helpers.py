@@ -259,3 +259,14 @@ def connect_as(socket_path: str, uid: int, gid: int, groups: tuple[int, ...] = (
 
 def rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def gone_soon(path: str, timeout: float = 30.0) -> bool:
+    """Whether ``path`` disappears within ``timeout`` (a leave's namespace goes on the
+    daemon's teardown thread, at most 50 ms later when the machine is not overloaded)."""
+    end = time.monotonic() + timeout
+    while os.path.exists(path):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True

@@ -15,7 +15,7 @@ from pynetlib.daemon import schema
 from pynetlib.daemon.routes import ROUTES
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _daemon_helpers import (audit_settled, cleanup_state, jbody, raw,  # noqa: E402
+from _daemon_helpers import (audit_settled, cleanup_state, gone_soon, jbody, raw,  # noqa: E402
                              rmtree, socket_dir, start_daemon)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
@@ -128,7 +128,7 @@ def test_lifecycle_plumbs_a_veth_into_the_sandbox(api):
     assert api.sandbox("ctr-1") == sbs[0]
 
     assert api.leave(nid, eid, "ctr-1") is None
-    assert not os.path.exists(key)
+    assert gone_soon(key)                     # on the daemon's teardown thread
     assert api.sandboxes() == []
     assert api.delete_endpoint(nid, eid) is None
     assert api.endpoints(nid) == []

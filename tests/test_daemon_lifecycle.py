@@ -18,7 +18,7 @@ from pynetlib import errors
 from pynetlib.client import UnixHTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _daemon_helpers import (audit_settled, cleanup_state, jbody, raw,  # noqa: E402
+from _daemon_helpers import (audit_settled, cleanup_state, gone_soon, jbody, raw,  # noqa: E402
                              rmtree, socket_dir, start_daemon)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
@@ -224,7 +224,7 @@ def test_a_restarted_daemon_serves_the_same_state(tmp_path, sockets):
         assert d.client.endpoint(nid, eid)["container_id"] == "kept-c"
         assert audit_settled(d.client) == []
         d.client.leave(nid, eid, "kept-c")
-        assert not os.path.exists(key)
+        assert gone_soon(key)
     finally:
         assert d.stop() == 0
     assert cleanup_state(state) == []
