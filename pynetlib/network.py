@@ -15,7 +15,7 @@ from pynetlib.errors import (ActiveContainerError, BadRequestError, EndpointName
                              InvalidIDError, InvalidNameError, NoSuchEndpointError,
                              NoSuchNetworkError)
 from pynetlib.failpoints import failpoint
-from pynetlib.store import dumps
+from pynetlib.store import dumps, loads
 from pynetlib.kernel import validate
 from pynetlib.names import check_name
 from pynetlib.types import PortBinding, TransportPort
@@ -133,6 +133,14 @@ class Network:
         if row is None:
             raise NoSuchEndpointError(eid)
         return self._handle(eid, row[0])
+
+    def options(self) -> dict:
+        """The options the network was created with (a copy, decoded from the store)."""
+        row = self._ctrl.store.read().execute(
+            "SELECT options FROM networks WHERE id=?", (self.id,)).fetchone()
+        if row is None:
+            raise NoSuchNetworkError(self.name)
+        return codec.decode(loads(row[0], "network options") or {})
 
     # -- delete ---------------------------------------------------------------------
     def delete(self) -> None:

@@ -786,8 +786,12 @@ class BridgeDriver(Driver):
         except NotFoundError:
             return [f"network {nid}: no bridge driver record"]
         host = self._host()
+        # The bridge's index as the kernel has it now: a controller opened without
+        # reconciling has not looked it up (net.bridge_index is 0 then).
+        bridge_index = net.bridge_index
         try:
             info = host.link_get(net.bridge)
+            bridge_index = info.index
             if info.alias != network_tag(self._sid, nid):
                 problems.append(f"network {nid}: bridge {net.bridge} is not tagged as ours")
         except OSError:
@@ -824,7 +828,7 @@ class BridgeDriver(Driver):
             if st == "attached":
                 if dev is None:
                     problems.append(f"endpoint {eid}: joined but its veth {name} is missing")
-                elif dev.master != net.bridge_index:
+                elif dev.master != bridge_index:
                     problems.append(f"endpoint {eid}: veth {name} is not on {net.bridge}")
             elif st == "created" and dev is not None:
                 problems.append(f"endpoint {eid}: not joined but its veth {name} exists")
