@@ -58,6 +58,14 @@ class Network:
         with self._lock:
             self._handles.pop(eid, None)
 
+    def options(self) -> dict:
+        """The options the network was created with (a copy, from its record)."""
+        row = self._ctrl.store.read().execute(
+            "SELECT options FROM networks WHERE id=?", (self.id,)).fetchone()
+        if row is None:
+            raise NoSuchNetworkError(self.id)
+        return codec.decode(loads(row[0], "network options") or {})
+
     # -- endpoints ------------------------------------------------------------------
     def create_endpoint(self, name: str, options: dict | None = None, *, ipv4=None, ipv6=None,
                         mac: str | None = None) -> Endpoint:
