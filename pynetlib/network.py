@@ -142,14 +142,6 @@ class Network:
             raise NoSuchEndpointError(eid)
         return self._handle(eid, row[0])
 
-    def options(self) -> dict:
-        """The options the network was created with (a copy, decoded from the store)."""
-        row = self._ctrl.store.read().execute(
-            "SELECT options FROM networks WHERE id=?", (self.id,)).fetchone()
-        if row is None:
-            raise NoSuchNetworkError(self.name)
-        return codec.decode(loads(row[0], "network options") or {})
-
     # -- delete ---------------------------------------------------------------------
     def delete(self) -> None:
         self._ctrl._delete_network(self)

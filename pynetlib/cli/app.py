@@ -65,6 +65,9 @@ def _special(args, parser) -> int | None:
 
         return demo_mod.run(args.containers)
     if args.command == "daemon":
+        if args.g_state_dir is not None or args.g_host is not None:
+            raise UsageError("the daemon takes its own options after `daemon`, e.g. "
+                             "`pynetlib daemon --state-dir DIR --socket PATH`")
         try:
             from pynetlib.daemon import run_daemon
         except ImportError:

@@ -4,9 +4,13 @@ works the same over either backend."""
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from pynetlib.errors import BadRequestError, NoSuchEndpointError, NoSuchNetworkError
+
+
+_HEX = re.compile(r"^[0-9a-f]{1,64}$")
 
 
 class Backend(Protocol):
@@ -45,7 +49,7 @@ def resolve_network(backend: Backend, ref: str) -> dict:
     by_name = backend.networks(name=ref)
     if by_name:
         return by_name[0]
-    by_id = backend.networks(partial_id=ref)
+    by_id = backend.networks(partial_id=ref) if _HEX.match(ref) else []
     exact = [n for n in by_id if n["id"] == ref]
     return _one(exact or by_id, ref, "network", NoSuchNetworkError(ref))
 
