@@ -236,6 +236,9 @@ def test_network_created_with_addressing_options_has_them(state, ipr_in):
                 if set(e) & {"accept", "drop"}]
     assert verdicts and all("drop" in v for v in verdicts), mine
     assert not [r for r in mine if r["chain"] == "postrouting"]
+    # the gateway outside the range is not a discrepancy; a static address outside it neither
+    run(state, "endpoint", "create", "props", "static", "--ip", "10.42.0.9")
+    assert run(state, "audit").stdout == "no discrepancies\n"
     [net] = run_json(state, "network", "inspect", "props")
     assert net["options"]["com.docker.network.generic"] == {
         "AddressIPv4": "10.42.0.254/24", "FixedCIDR": "10.42.0.64/26", "Mtu": 1400,
