@@ -10,7 +10,7 @@ import socket
 import time
 import traceback
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -31,9 +31,23 @@ _JSON = "application/json"
 
 @dataclass
 class ServerState:
-    """Shared by every listener: set ``closing`` when the daemon starts to stop."""
+    """Shared by every listener: ``closing`` once the daemon starts to stop, and how
+    many admitted requests are still being handled."""
 
     closing: bool = False
+    in_flight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no admitted request is left (True), or ``timeout`` passed."""
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
 
 def json_reply(value: Any, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -117,11 +131,19 @@ def peer_check(policy: AccessPolicy, log: JsonLog, listener: str) -> Callable:
 
 
 def shutdown_gate(state: ServerState) -> Callable:
+    """Admit requests (and count them) until the daemon starts to stop; then 503."""
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if state.closing:
             return error_reply(503, "NoService", "the daemon is shutting down")
-        return await handler(request)
+        state.in_flight += 1
+        state.idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            state.in_flight -= 1
+            if state.in_flight == 0:
+                state.idle.set()
     return middleware
 
 
@@ -251,7 +273,9 @@ def build_api_app(ctrl: Controller, executor: Executor, state: ServerState,
     return app
 
 
-def guard_plugin_app(app: web.Application, policy: AccessPolicy, log: JsonLog) -> None:
-    """Give the plugin protocol's app the same request logs and peer check."""
+def guard_plugin_app(app: web.Application, state: ServerState, policy: AccessPolicy,
+                     log: JsonLog) -> None:
+    """Give the plugin protocol's app the same request logs, peer check and shutdown."""
+    app.middlewares.insert(0, shutdown_gate(state))
     app.middlewares.insert(0, peer_check(policy, log, "plugin"))
     app.middlewares.insert(0, access_log(log, "plugin"))

@@ -23,6 +23,8 @@ from pynetlib.daemon.logs import JsonLog
 from pynetlib.daemon.peercred import AccessPolicy
 from pynetlib.errors import NetworkError
 
+_CANCEL_AFTER = 0.1
+
 
 @dataclass
 class Listeners:
@@ -63,11 +65,25 @@ def _open_listeners(cfg: DaemonConfig) -> Listeners:
     return out
 
 
-async def _start_runner(app: web.Application, cfg: DaemonConfig) -> web.AppRunner:
+async def _start_runner(app: web.Application) -> web.AppRunner:
+    # The daemon waits for requests in flight itself (ServerState.drained); whatever
+    # is left after that wait aiohttp cancels almost at once (0 would mean "never").
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=cfg.shutdown_timeout)
+                           shutdown_timeout=_CANCEL_AFTER)
     await runner.setup()
     return runner
+
+
+async def _stop(state: ServerState, sites: list[web.BaseSite], runners: list[web.AppRunner],
+                timeout: float, log: JsonLog) -> None:
+    """Stop accepting; answer 503 to new requests on open connections; let admitted
+    requests finish for up to ``timeout`` seconds; then close every connection."""
+    state.closing = True
+    for site in sites:
+        await site.stop()
+    if not await state.drained(timeout):
+        log.event("shutdown_timeout", in_flight=state.in_flight, timeout=timeout)
+    await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
 
 
 async def _serve(cfg: DaemonConfig, ctrl: Controller, listeners: Listeners, log: JsonLog,
@@ -88,19 +104,25 @@ async def _serve(cfg: DaemonConfig, ctrl: Controller, listeners: Listeners, log:
     state = ServerState()
     executor = ThreadPoolExecutor(cfg.workers, thread_name_prefix="pynetlib-api")
     runners: list[web.AppRunner] = []
+    sites: list[web.BaseSite] = []
+
+    async def serve_on(runner: web.AppRunner, site: web.BaseSite) -> None:
+        sites.append(site)
+        await site.start()
+
     try:
-        api = await _start_runner(build_api_app(ctrl, executor, state, policy, log), cfg)
+        api = await _start_runner(build_api_app(ctrl, executor, state, policy, log))
         runners.append(api)
-        await web.SockSite(api, listeners.api.sock).start()
+        await serve_on(api, web.SockSite(api, listeners.api.sock))
         if listeners.tcp is not None:
             host, port = listeners.tcp
-            await web.TCPSite(api, host, port, ssl_context=listeners.tls).start()
+            await serve_on(api, web.TCPSite(api, host, port, ssl_context=listeners.tls))
         if plugin_factory is not None:
             app = plugin_factory(ctrl, cfg.state_dir)
-            guard_plugin_app(app, policy, log)
-            plugin = await _start_runner(app, cfg)
+            guard_plugin_app(app, state, policy, log)
+            plugin = await _start_runner(app)
             runners.append(plugin)
-            await web.SockSite(plugin, listeners.plugin.sock).start()
+            await serve_on(plugin, web.SockSite(plugin, listeners.plugin.sock))
         log.event("start", pid=os.getpid(), socket=listeners.api.path,
                   plugin_socket=listeners.plugin.path if listeners.plugin else None,
                   tcp=cfg.tcp, state_dir=ctrl.state_dir, workers=cfg.workers,
@@ -109,8 +131,7 @@ async def _serve(cfg: DaemonConfig, ctrl: Controller, listeners: Listeners, log:
         log.event("stopping", signal=received[0] if received else None,
                   shutdown_timeout=cfg.shutdown_timeout)
     finally:
-        state.closing = True
-        await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
+        await _stop(state, sites, runners, cfg.shutdown_timeout, log)
         # Handlers cut off by the timeout may have left controller calls running.
         await loop.run_in_executor(None, lambda: executor.shutdown(wait=True))
         for sig in (signal.SIGTERM, signal.SIGINT):
