@@ -245,6 +245,29 @@ def test_network_created_with_addressing_options_has_them(state, ipr_in):
         "Internal": True, "BridgeName": "brcli2", "EnableICC": True}
 
 
+def test_ipv6_network(state, ipr_in):
+    run(state, "network", "create", "six", "--subnet", "10.47.0.0/24", "--subnet-v6",
+        "fd00:47::/64", "-o", "BridgeName=brcli6")
+    run(state, "endpoint", "create", "six", "ep")
+    key = run(state, "join", "six", "ep", "c6").stdout.strip()
+    ipr = ipr_in()
+    bridge = link(ipr, "brcli6")
+    v6 = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+          for a in ipr.get_addr(index=bridge["index"], family=10)}
+    assert "fd00:47::1/64" in v6
+    inner = ipr_in(os.path.basename(key))
+    eth0 = link(inner, "eth0")
+    inner_v6 = [ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+                for a in inner.get_addr(index=eth0["index"], family=10)]
+    assert any(i.network == ipaddress.ip_network("fd00:47::/64") for i in inner_v6)
+    assert [r.get_attr("RTA_GATEWAY") for r in inner.get_default_routes(family=10)] == \
+        ["fd00:47::1"]
+    [ep] = run_json(state, "endpoint", "ls", "six")
+    assert ipaddress.ip_interface(ep["interfaces"][0]["address_ipv6"]) in inner_v6
+    assert ep["gateway_ipv6"] == "fd00:47::1"
+    assert run(state, "audit").stdout == "no discrepancies\n"
+
+
 def test_join_a_namespace_the_runtime_made_with_static_addresses(state, make_netns, ipr_in):
     run(state, "network", "create", "rt", "--subnet", "10.43.0.0/24", "-o",
         "BridgeName=brcli3")
@@ -372,3 +395,27 @@ def test_audit_finds_damage_and_reconcile_repairs_it(state, ipr_in):
     assert run(state, "audit").stdout == "no discrepancies\n"
     assert run(state, "reconcile").stdout == "nothing to repair\n"
     assert run_json(state, "reconcile") == []
+
+
+def test_internal_errors_are_one_line_and_roll_back(state):
+    p = cli("--state-dir", state, "network", "create", "boom", "--subnet", "10.48.0.0/24",
+            env={"PYNETLIB_FAILPOINTS": "network.create.before_kernel=raise*1"})
+    assert p.returncode == 1
+    assert "failpoint network.create.before_kernel" in error_line(p)
+    assert run_json(state, "network", "ls") == []           # rolled back
+
+
+def test_an_unexpected_exception_is_a_short_message(state, monkeypatch, capsys):
+    from pynetlib.cli import app, commands
+
+    def broken(args, backend):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(commands, "network_ls", broken)
+    assert app.main(["--state-dir", state, "network", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("pynetlib: error: internal error (ZeroDivisionError: division by zero); "
+                   "run again with --debug for the traceback\n")
+    assert app.main(["--state-dir", state, "--debug", "network", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err
