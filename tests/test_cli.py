@@ -419,3 +419,12 @@ def test_an_unexpected_exception_is_a_short_message(state, monkeypatch, capsys):
     assert app.main(["--state-dir", state, "--debug", "network", "ls"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError" in err
+
+
+def test_demo_still_runs():
+    p = cli("demo", "--containers", "1")
+    assert p.returncode == 2 and "--containers must be from 2 to 200" in error_line(p)
+    p = cli("demo", "--containers", "2")
+    assert p.returncode == 0, p.stderr
+    assert "TCP round trips from demo0 to the others: 1/1 answered" in p.stdout
+    assert "left behind: devices none, namespaces none" in p.stdout

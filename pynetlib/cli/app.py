@@ -8,7 +8,8 @@ import sys
 import traceback
 
 from pynetlib.cli import parser as cli_parser
-from pynetlib.cli.failures import BAD_INPUT, OTHER, UsageError, exit_code, message
+from pynetlib.cli.failures import UsageError, exit_code, message
+from pynetlib.cli.values import host_socket
 
 ENV_STATE_DIR = "PYNETLIB_STATE_DIR"
 ENV_HOST = "PYNETLIB_HOST"
@@ -18,8 +19,6 @@ DEFAULT_STATE_DIR = "/var/lib/pynetlib"
 def _target(args) -> tuple[str, str]:
     """("local", state_dir) or ("daemon", socket_path). Flags beat the environment; both
     flags, or both variables and no flag, is a usage error."""
-    from pynetlib.cli.values import host_socket
-
     if args.g_state_dir is not None and args.g_host is not None:
         raise UsageError("--state-dir and --host exclude each other: work on a state "
                          "directory or through the daemon, not both")
@@ -56,11 +55,11 @@ def _run(args) -> int:
         backend.close()
 
 
-def _special(args, parser) -> int | None:
+def _special(args) -> int | None:
     """demo and daemon: their own worlds, without the global backend options."""
     if args.command == "demo":
         if not 2 <= args.containers <= 200:
-            parser.error("--containers must be from 2 to 200")
+            raise UsageError("--containers must be from 2 to 200")
         from pynetlib import demo as demo_mod
 
         return demo_mod.run(args.containers)
@@ -68,10 +67,8 @@ def _special(args, parser) -> int | None:
         if args.g_state_dir is not None or args.g_host is not None:
             raise UsageError("the daemon takes its own options after `daemon`, e.g. "
                              "`pynetlib daemon --state-dir DIR --socket PATH`")
-        try:
-            from pynetlib.daemon import run_daemon
-        except ImportError:
-            raise UsageError("this build of pynetlib has no daemon") from None
+        from pynetlib.daemon import run_daemon
+
         return run_daemon(args)
     return None
 
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     command = getattr(args, "command_path", args.command)
     try:
-        special = _special(args, parser)
+        special = _special(args)
         return special if special is not None else _run(args)
     except KeyboardInterrupt:
         sys.stderr.write("pynetlib: error: interrupted\n")
@@ -91,5 +88,4 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         sys.stderr.write(message(e, command) + "\n")
-        code = exit_code(e)
-        return BAD_INPUT if isinstance(e, UsageError) else code or OTHER
+        return exit_code(e)

@@ -147,13 +147,10 @@ def _demo(sub) -> None:
 
 
 def _daemon(sub) -> None:
-    try:
-        from pynetlib.daemon import add_daemon_arguments
-    except ImportError:
-        add_daemon_arguments = None
-    d = sub.add_parser("daemon", help="serve the HTTP API and the Docker plugin protocol")
-    if add_daemon_arguments is not None:
-        add_daemon_arguments(d)
+    from pynetlib.daemon import add_daemon_arguments
+
+    help_ = "serve the HTTP API and the Docker plugin protocol"
+    add_daemon_arguments(sub.add_parser("daemon", help=help_, description=help_ + "."))
 
 
 def build() -> argparse.ArgumentParser:
