@@ -8,9 +8,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -37,7 +39,9 @@ def daemon(tmp_path):
     """A daemon process on its own state directory and socket: (host url, state dir).
     Stopped with SIGTERM afterwards; it must exit 0."""
     state = str(tmp_path / "state")
-    sock = str(tmp_path / "api.sock")
+    sockets = tempfile.mkdtemp(prefix="pnl-cli-")        # 0755: anyone may reach the socket
+    os.chmod(sockets, 0o755)
+    sock = os.path.join(sockets, "api.sock")
     log = open(tmp_path / "daemon.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "pynetlib", "daemon", "--state-dir", state,
                              "--socket", sock, "--no-plugin-socket"],
@@ -69,8 +73,10 @@ def daemon(tmp_path):
             proc.wait()
             raise
         log.close()
+        socket_left = os.path.exists(sock)
+        shutil.rmtree(sockets, ignore_errors=True)
     assert code == 0, open(tmp_path / "daemon.log").read()
-    assert not os.path.exists(sock)
+    assert not socket_left, "the daemon left its socket behind"
 
 
 def run(host: str, *args: str, code: int = 0) -> subprocess.CompletedProcess:
@@ -170,6 +176,48 @@ def test_host_from_the_environment_and_a_stopped_daemon(daemon, tmp_path):
     s.bind(str(dead))
     s.close()
     p = cli("--host", f"unix://{dead}", "network", "ls")
-    assert p.returncode == 5 and str(dead) in error_line(p)
+    assert p.returncode == 5 and f"{dead} (nobody is listening on it)" in error_line(p)
     p = cli("--state-dir", str(tmp_path / "x"), "daemon")
     assert p.returncode == 2 and "after `daemon`" in error_line(p)
+
+
+def _cli_as_nobody(argv: list[str]) -> tuple[int, str]:
+    """Run the CLI's main in a forked child that dropped to uid/gid 65534 (the
+    interpreter itself is not readable by nobody, so no exec): (exit code, stderr)."""
+    from pynetlib.cli import app
+    from pynetlib.cli import backend_daemon  # noqa: F401 - imported before the fork
+
+    app.cli_parser.build()                   # imports what the parser needs (pynetlib.daemon)
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                             # the child
+        code = 1
+        try:
+            os.close(r)
+            os.dup2(w, 2)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            sys.stderr = os.fdopen(2, "w", closefd=False)
+            code = app.main(argv)
+            sys.stderr.flush()
+        except BaseException as e:                          # noqa: BLE001 - reported
+            os.write(2, f"child: {type(e).__name__}: {e}\n".encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as f:
+        err = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+def test_a_user_the_socket_refuses_gets_exit_5(daemon):
+    host, _ = daemon
+    code, err = _cli_as_nobody(["--host", host, "network", "ls"])
+    assert code == 5, err
+    [line] = err.splitlines()
+    assert line.startswith("pynetlib: error: cannot reach the pynetlib daemon at "
+                           + host[len("unix://"):])
+    assert "Permission denied" in line

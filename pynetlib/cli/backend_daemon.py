@@ -3,7 +3,7 @@ raises the daemon's error categories as pynetlib.errors exceptions."""
 
 from __future__ import annotations
 
-import os
+import errno
 import socket
 
 from pynetlib.cli.failures import DaemonUnreachable
@@ -12,16 +12,24 @@ from pynetlib.client import Client
 
 def _check_reachable(socket_path: str, timeout: float) -> None:
     """Connect once, so an absent or refusing daemon gets a message that says what to do."""
-    if not os.path.exists(socket_path):
-        raise DaemonUnreachable(socket_path, "no such socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         sock.connect(socket_path)
     except OSError as e:
-        raise DaemonUnreachable(socket_path, e.strerror or str(e)) from None
+        raise DaemonUnreachable(socket_path, _why(e)) from None
     finally:
         sock.close()
+
+
+def _why(e: OSError) -> str:
+    if e.errno == errno.ENOENT:
+        return "no such socket"
+    if e.errno == errno.ECONNREFUSED:
+        return "nobody is listening on it"
+    if e.errno == errno.EACCES:
+        return "Permission denied: the socket is root's (or its group's)"
+    return e.strerror or str(e)
 
 
 class DaemonBackend:
