@@ -10,10 +10,10 @@ import traceback
 from pynetlib.cli import parser as cli_parser
 from pynetlib.cli.failures import UsageError, exit_code, message
 from pynetlib.cli.values import host_socket
+from pynetlib.controller import DEFAULT_STATE_DIR
 
 ENV_STATE_DIR = "PYNETLIB_STATE_DIR"
 ENV_HOST = "PYNETLIB_HOST"
-DEFAULT_STATE_DIR = "/var/lib/pynetlib"
 
 
 def _target(args) -> tuple[str, str]:
