@@ -33,8 +33,11 @@ LIVE_STATES = ("attaching", "attached", "detaching")
 
 def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=None,
          resolv_conf_path=None, extra_hosts=(), dns=(), dns_search=(), parent_updates=(),
-         use_default_sandbox=False, netns_path=None, generic=None) -> ContainerData:
+         use_default_sandbox=False, netns_path=None, generic=None,
+         move_interfaces=True) -> ContainerData:
     check_container_id(container_id)
+    if not isinstance(move_interfaces, bool):
+        raise BadRequestError("move_interfaces must be a bool")
     if generic is not None and not isinstance(generic, dict):
         raise BadRequestError("generic join options must be a dict")
     extra = _records(extra_hosts, "extra_hosts")
@@ -55,7 +58,7 @@ def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=No
                             netns_path)
     with ep._lock, ctrl._container_lock(container_id):
         plan, new_sandbox = _intent(ctrl, net, ep, container_id, key, kind, use_default_sandbox,
-                                    netns_path)
+                                    netns_path, move_interfaces)
         key, kind = plan["sandbox_key"], plan["kind"]
         sb = ctrl._sandbox_handle(container_id, key, kind)
         done = None
@@ -82,10 +85,10 @@ def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=No
             c.execute("UPDATE sandboxes SET hosts_path=?, resolv_conf_path=? WHERE "
                       "container_id=?", (paths[0], paths[1], container_id))
         sb.hosts_path, sb.resolv_conf_path = paths
-        return ContainerData(key)
+        return ContainerData(key, tuple(tuple(h) for h in done["record"].get("handed", [])))
 
 
-def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
+def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
     """Commit 'attaching' with the plan; returns (plan, whether the sandbox is new)."""
     with ctrl.store.tx() as c:
         row = c.execute("SELECT state, container_id, interfaces FROM endpoints WHERE id=?",
@@ -118,14 +121,14 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path):
             gw4 |= bool(info.get("gw_owner", [False, False])[0])
             gw6 |= bool(info.get("gw_owner", [False, False])[1])
         ifname = None
-        if kind != DEFAULT and loads(row[2], "endpoint interfaces"):
+        if move and kind != DEFAULT and loads(row[2], "endpoint interfaces"):
             i = 0
             while f"eth{i}" in used:
                 i += 1
             ifname = f"eth{i}"
         plan = {"sandbox_key": key, "kind": kind, "ifname": ifname, "used": sorted(used),
                 "route4": not gw4, "route6": not gw6, "ifnames": [ifname] if ifname else [],
-                "owner": owner_token()}
+                "owner": owner_token(), "move": move}
         c.execute("UPDATE endpoints SET state='attaching', container_id=?, join_info=? "
                   "WHERE id=?", (cid, dumps(plan), ep.id))
     return plan, new
@@ -143,6 +146,7 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
     driver = net._driver
     driver.join(net.id, ep.id, sb.key, jinfo, generic)
     moved: list[tuple[str, str]] = []
+    handed: list[tuple[str, str]] = []
     used = set(plan["used"])
     ifnames = [target.ifname] if target else []
     try:
@@ -153,6 +157,9 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
                                   "the name its plumb target gives")
         for n in jinfo.interface_names():
             if n.plumbed or n.src_name is None:
+                continue
+            if not plan.get("move", True):
+                handed.append((n.src_name, n.dst_name))     # the caller moves it
                 continue
             if n.dst_name in used:
                 raise ForbiddenError(f"interface {n.dst_name} already exists in sandbox "
@@ -177,7 +184,8 @@ def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
     placed = {n.dst_name for n in jinfo.interface_names() if n.plumbed or n.src_name}
     ifnames = [n for n in ifnames if n in placed]
     record = {"sandbox_key": sb.key, "kind": sb.kind, "ifnames": ifnames,
-              "moved": [list(m) for m in moved], "gw_owner": list(gw_owner),
+              "moved": [list(m) for m in moved], "handed": [list(h) for h in handed],
+              "gw_owner": list(gw_owner),
               "gateway": str(jinfo.gateway) if jinfo.gateway else None,
               "gateway6": str(jinfo.gateway_ipv6) if jinfo.gateway_ipv6 else None}
     return {"jinfo": jinfo, "record": record}

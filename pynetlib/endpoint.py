@@ -41,6 +41,9 @@ class EndpointInfo:
 @dataclass(frozen=True)
 class ContainerData:
     sandbox_key: str
+    #: with ``join(move_interfaces=False)``: the (host device, name wanted inside)
+    #: pairs the driver left in the host namespace for the caller to move
+    host_interfaces: tuple[tuple[str, str], ...] = ()
 
 
 def interfaces_to_json(ifaces) -> str:
@@ -134,15 +137,21 @@ class Endpoint:
              domainname: str | None = None, hosts_path: str | None = None,
              resolv_conf_path: str | None = None, extra_hosts=(), dns=(), dns_search=(),
              parent_updates=(), use_default_sandbox: bool = False,
-             netns_path: str | None = None, generic: dict | None = None) -> ContainerData:
-        """Plumb this endpoint into the container's sandbox (created on its first join)."""
+             netns_path: str | None = None, generic: dict | None = None,
+             move_interfaces: bool = True) -> ContainerData:
+        """Plumb this endpoint into the container's sandbox (created on its first join).
+
+        ``move_interfaces=False`` (Docker's plugin model): the driver's devices stay in
+        the host namespace, down and unaddressed, and ``host_interfaces`` of the result
+        names them; the caller moves them into the sandbox and configures them. A
+        driver that only plumbs straight into the sandbox cannot be joined this way."""
         from pynetlib.attachment import join
 
         return join(self, container_id, hostname=hostname, domainname=domainname,
                     hosts_path=hosts_path, resolv_conf_path=resolv_conf_path,
                     extra_hosts=extra_hosts, dns=dns, dns_search=dns_search,
                     parent_updates=parent_updates, use_default_sandbox=use_default_sandbox,
-                    netns_path=netns_path, generic=generic)
+                    netns_path=netns_path, generic=generic, move_interfaces=move_interfaces)
 
     def leave(self, container_id: str) -> None:
         """Unplug from the container; the addresses and MAC stay reserved."""

@@ -106,6 +106,17 @@ def _safe_logs(d: Daemon) -> list[dict]:
         return []                       # a line half written
 
 
+def audit_settled(client: Client, timeout: float = 10.0) -> list[str]:
+    """The daemon's audit once the kernel's own asynchronous cleanup (a deleted
+    namespace takes its veth end with it a moment later) is done, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = client.audit()
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(0.05)
+
+
 def cleanup_state(state_dir: str) -> list[str]:
     """Leave and delete everything in ``state_dir`` with an in-process controller;
     returns its audit afterwards."""
@@ -120,6 +131,9 @@ def cleanup_state(state_dir: str) -> list[str]:
                 ep.delete()
             net.delete()
         c.flush_teardown()
+        deadline = time.monotonic() + 10
+        while c.audit() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return c.audit()
     finally:
         c.close()

@@ -15,8 +15,8 @@ from pynetlib.daemon import schema
 from pynetlib.daemon.routes import ROUTES
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _daemon_helpers import (cleanup_state, jbody, raw, rmtree, socket_dir,  # noqa: E402
-                             start_daemon)
+from _daemon_helpers import (audit_settled, cleanup_state, jbody, raw,  # noqa: E402
+                             rmtree, socket_dir, start_daemon)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -47,7 +47,7 @@ def api(daemon):
                 c.leave(net["id"], ep["id"], ep["container_id"])
             c.delete_endpoint(net["id"], ep["id"])
         c.delete_network(net["id"])
-    assert c.audit() == []
+    assert audit_settled(c) == []
 
 
 def _links() -> dict[str, dict]:
@@ -135,7 +135,7 @@ def test_lifecycle_plumbs_a_veth_into_the_sandbox(api):
     assert api.delete_network(nid) is None
     assert api.networks() == []
     assert BRIDGE not in _links()
-    assert api.audit() == []
+    assert audit_settled(api) == []
     assert api.reconcile() == []
 
 

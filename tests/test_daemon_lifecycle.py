@@ -16,8 +16,8 @@ import pytest
 from pynetlib import errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _daemon_helpers import (cleanup_state, jbody, raw, rmtree, socket_dir,  # noqa: E402
-                             start_daemon)
+from _daemon_helpers import (audit_settled, cleanup_state, jbody, raw,  # noqa: E402
+                             rmtree, socket_dir, start_daemon)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -59,17 +59,20 @@ def _in_background(fn, *args, **kw) -> tuple[threading.Thread, dict]:
     return t, out
 
 
-def _wait_refused(path: str, timeout: float = 20.0) -> None:
+def _wait_refused(d) -> None:
+    """Wait until the stopping daemon takes no new request (503, or no socket)."""
     from pynetlib.client import Client
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            Client(path, timeout=5).ping()
+            Client(d.socket_path, timeout=5).ping()
         except errors.NoServiceError:
             return
+        except errors.TimeoutError:
+            raise AssertionError("a client was left hanging:\n" + d.log_text()) from None
         time.sleep(0.05)
-    raise AssertionError("the daemon still accepts connections after SIGTERM")
+    raise AssertionError("the daemon still takes requests after SIGTERM")
 
 
 # -- graceful shutdown -----------------------------------------------------------------
@@ -84,7 +87,7 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path, sockets):
         time.sleep(0.3)
         assert t.is_alive()                          # waiting for the store
         d.proc.terminate()
-        _wait_refused(d.socket_path)                 # no new connections ...
+        _wait_refused(d)                             # no new connections ...
         assert t.is_alive() and d.proc.poll() is None  # ... but the request goes on
     finally:
         lock.execute("ROLLBACK")
@@ -157,7 +160,7 @@ def test_sixteen_concurrent_clients_run_full_lifecycles(tmp_path, sockets):
     assert failures == []
     assert len(set(keys)) == 64
     assert c.endpoints(nid) == [] and c.sandboxes() == []
-    assert c.audit() == []
+    assert audit_settled(c) == []
     assert not any(os.path.exists(k) for k in keys)
     c.delete_network(nid)
     assert d.stop() == 0
@@ -186,7 +189,7 @@ def test_internal_errors_are_500_and_roll_back(tmp_path, sockets):
         assert d.client.endpoint(nid, eid)["container_id"] is None
         assert d.client.sandboxes() == []
         assert os.listdir("/run/netns") == []
-        assert d.client.audit() == []
+        assert audit_settled(d.client) == []
         errs = [e for e in d.logs() if e["event"] == "error"]
         assert len(errs) == 2 and "FailpointError" in errs[0]["error"]
         assert "Traceback" in errs[0]["traceback"]
@@ -207,7 +210,7 @@ def test_a_restarted_daemon_serves_the_same_state(tmp_path, sockets):
     d = start_daemon(state, path)
     try:
         assert d.client.endpoint(nid, eid)["container_id"] == "kept-c"
-        assert d.client.audit() == []
+        assert audit_settled(d.client) == []
         d.client.leave(nid, eid, "kept-c")
         assert not os.path.exists(key)
     finally:

@@ -27,6 +27,7 @@ from pynetlib.errors import BadRequestError, NoServiceError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _JSON = "application/json"
+PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 
 
 @dataclass
@@ -58,6 +59,16 @@ def json_reply(value: Any, status: int = 200, headers: dict | None = None) -> we
 def error_reply(status: int, category: str, message: str,
                 headers: dict | None = None) -> web.Response:
     return json_reply(error_body(message, category), status, headers)
+
+
+def plugin_error_reply(status: int, category: str, message: str,
+                       headers: dict | None = None) -> web.Response:
+    """An error in the Docker plugin protocol's shape: ``{"Err": ...}``."""
+    return web.Response(body=json.dumps({"Err": message}).encode(), status=status,
+                        content_type=PLUGIN_CONTENT_TYPE, headers=headers)
+
+
+ErrorReply = Callable[..., web.Response]
 
 
 # -- middlewares ---------------------------------------------------------------------------
@@ -104,14 +115,15 @@ def _cert_subject(request: web.Request) -> str:
     return ",".join(parts)
 
 
-def peer_check(policy: AccessPolicy, log: JsonLog, listener: str) -> Callable:
+def peer_check(policy: AccessPolicy, log: JsonLog, listener: str,
+               refuse: ErrorReply = error_reply) -> Callable:
     """Refuse a unix-socket peer that is neither root nor in the configured group. (TCP
     peers were authenticated by their TLS client certificate.)"""
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         sock = request.transport.get_extra_info("socket") if request.transport else None
         if sock is None:
-            return error_reply(403, "Forbidden", "the connection is gone")
+            return refuse(403, "Forbidden", "the connection is gone")
         if sock.family != socket.AF_UNIX:
             request["peer_cert"] = _cert_subject(request)
             return await handler(request)
@@ -119,23 +131,23 @@ def peer_check(policy: AccessPolicy, log: JsonLog, listener: str) -> Callable:
             peer = peer_of(sock)
         except OSError as e:
             log.event("refused", listener=listener, reason=f"no peer credentials: {e}")
-            return error_reply(403, "Forbidden", "the peer's credentials are unknown")
+            return refuse(403, "Forbidden", "the peer's credentials are unknown")
         request["peer"] = peer
         if not policy.allows(peer):
             reason = policy.reason(peer)
             log.event("refused", listener=listener, uid=peer.uid, gid=peer.gid,
                       pid=peer.pid, reason=reason)
-            return error_reply(403, "Forbidden", f"permission denied: {reason}")
+            return refuse(403, "Forbidden", f"permission denied: {reason}")
         return await handler(request)
     return middleware
 
 
-def shutdown_gate(state: ServerState) -> Callable:
+def shutdown_gate(state: ServerState, refuse: ErrorReply = error_reply) -> Callable:
     """Admit requests (and count them) until the daemon starts to stop; then 503."""
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if state.closing:
-            return error_reply(503, "NoService", "the daemon is shutting down")
+            return refuse(503, "NoService", "the daemon is shutting down")
         state.in_flight += 1
         state.idle.clear()
         try:
@@ -275,7 +287,8 @@ def build_api_app(ctrl: Controller, executor: Executor, state: ServerState,
 
 def guard_plugin_app(app: web.Application, state: ServerState, policy: AccessPolicy,
                      log: JsonLog) -> None:
-    """Give the plugin protocol's app the same request logs, peer check and shutdown."""
-    app.middlewares.insert(0, shutdown_gate(state))
-    app.middlewares.insert(0, peer_check(policy, log, "plugin"))
+    """Give the plugin protocol's app the same request logs, peer check and shutdown
+    (refusals in the protocol's own ``{"Err": ...}`` shape)."""
+    app.middlewares.insert(0, shutdown_gate(state, plugin_error_reply))
+    app.middlewares.insert(0, peer_check(policy, log, "plugin", plugin_error_reply))
     app.middlewares.insert(0, access_log(log, "plugin"))

@@ -186,7 +186,8 @@ def get_sandbox(ctrl: Controller, call: Call) -> dict:
 
 
 def audit(ctrl: Controller, call: Call) -> list:
-    return ctrl.audit()
+    ctrl.flush_teardown()         # devices whose removal is already under way are not
+    return ctrl.audit()           # discrepancies
 
 
 def reconcile(ctrl: Controller, call: Call) -> list:

@@ -22,14 +22,19 @@ class UnixListener:
     sock: socket.socket
     inode: int
 
-    def remove(self) -> None:
-        """Close the socket and remove its file, unless someone replaced the file."""
-        self.sock.close()
+    def unlink(self) -> None:
+        """Remove the socket's file (no new client can connect), unless someone
+        replaced it. Connections already made go on."""
         try:
             if os.lstat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+    def remove(self) -> None:
+        """Close the socket and remove its file."""
+        self.sock.close()
+        self.unlink()
 
 
 def _make_parent(path: str) -> None:

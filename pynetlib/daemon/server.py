@@ -74,15 +74,23 @@ async def _start_runner(app: web.Application) -> web.AppRunner:
     return runner
 
 
-async def _stop(state: ServerState, sites: list[web.BaseSite], runners: list[web.AppRunner],
-                timeout: float, log: JsonLog) -> None:
-    """Stop accepting; answer 503 to new requests on open connections; let admitted
-    requests finish for up to ``timeout`` seconds; then close every connection."""
+async def _stop(state: ServerState, listeners: Listeners, sites: list[web.BaseSite],
+                runners: list[web.AppRunner], timeout: float, log: JsonLog) -> None:
+    """Stop taking work: the socket files go at once (no new client can connect) and
+    every new request is answered 503; let the admitted requests finish for up to
+    ``timeout`` seconds; then close the listeners and every connection.
+
+    The listening sockets stay open until the end on purpose: asyncio (3.11) loses a
+    connection accepted in the same moment as its server is closed, and that client
+    would hang; while the server is open, every accepted client gets an answer."""
     state.closing = True
-    for site in sites:
-        await site.stop()
+    for listener in (listeners.api, listeners.plugin):
+        if listener is not None:
+            listener.unlink()
     if not await state.drained(timeout):
         log.event("shutdown_timeout", in_flight=state.in_flight, timeout=timeout)
+    for site in sites:
+        await site.stop()
     await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
 
 
@@ -131,7 +139,7 @@ async def _serve(cfg: DaemonConfig, ctrl: Controller, listeners: Listeners, log:
         log.event("stopping", signal=received[0] if received else None,
                   shutdown_timeout=cfg.shutdown_timeout)
     finally:
-        await _stop(state, sites, runners, cfg.shutdown_timeout, log)
+        await _stop(state, listeners, sites, runners, cfg.shutdown_timeout, log)
         # Handlers cut off by the timeout may have left controller calls running.
         await loop.run_in_executor(None, lambda: executor.shutdown(wait=True))
         for sig in (signal.SIGTERM, signal.SIGINT):

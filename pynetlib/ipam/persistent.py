@@ -28,8 +28,15 @@ def _mkey(master_id: str) -> str:
 
 
 class PersistentAllocator:
-    def __init__(self, store: Store, **allocator_kwargs: Any) -> None:
+    """``owner``: the ``kv`` owner its rows are kept under. Two allocators with different
+    owners are separate IPAM instances on one store (e.g. the controller's and the one
+    the Docker plugin serves): the same pool can exist in both."""
+
+    def __init__(self, store: Store, *, owner: str = OWNER, **allocator_kwargs: Any) -> None:
+        if not isinstance(owner, str) or not owner:
+            raise ValueError("an IPAM store owner is a non-empty string")
         self._store = store
+        self._owner = owner
         self._kw = allocator_kwargs
         self._lock = threading.RLock()
         self._mem = Allocator(**allocator_kwargs)
@@ -38,11 +45,13 @@ class PersistentAllocator:
 
     # -- syncing ----------------------------------------------------------------------
     def _get(self, c, key: str):
-        row = c.execute("SELECT value FROM kv WHERE owner=? AND key=?", (OWNER, key)).fetchone()
+        row = c.execute("SELECT value FROM kv WHERE owner=? AND key=?",
+                        (self._owner, key)).fetchone()
         return loads(row[0], f"ipam/{key}") if row else None
 
     def _put(self, c, key: str, value) -> None:
-        c.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (OWNER, key, dumps(value)))
+        c.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)",
+                  (self._owner, key, dumps(value)))
 
     def _masters(self) -> dict[str, Any]:
         return {m.id: m for sp in self._mem._spaces.values() for m in sp.masters.values()}
@@ -126,7 +135,8 @@ class PersistentAllocator:
             self._mem.release_pool(pool_id)
             self._save_pools(c)
             if master not in self._masters():
-                c.execute("DELETE FROM kv WHERE owner=? AND key=?", (OWNER, _mkey(master)))
+                c.execute("DELETE FROM kv WHERE owner=? AND key=?",
+                          (self._owner, _mkey(master)))
                 self._mgen.pop(master, None)
 
     def request_address(self, pool_id: str, preferred=None,
