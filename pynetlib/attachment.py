@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 
 from pynetlib import etchosts, resolvconf
 from pynetlib.driverinfo import JoinInfo, PlumbTarget
-from pynetlib.endpoint import ContainerData
+from pynetlib.endpoint import ContainerData, interfaces_from_json
 from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerIDError,
                              InvalidJoinError, NoContainerError, NoSuchEndpointError,
                              NoSuchNetworkError)
@@ -31,10 +32,29 @@ LIVE_STATES = ("attaching", "attached", "detaching")
 
 # -- join ----------------------------------------------------------------------------------
 
-def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=None,
-         resolv_conf_path=None, extra_hosts=(), dns=(), dns_search=(), parent_updates=(),
-         use_default_sandbox=False, netns_path=None, generic=None,
-         move_interfaces=True) -> ContainerData:
+@dataclass
+class JoinArgs:
+    """A join's checked arguments."""
+    container_id: str
+    hostname: str | None = None
+    domainname: str | None = None
+    hosts_path: str | None = None
+    resolv_conf_path: str | None = None
+    extra: list = field(default_factory=list)
+    dns: tuple = ()
+    dns_search: tuple = ()
+    parents: list = field(default_factory=list)
+    use_default_sandbox: bool = False
+    netns_path: str | None = None
+    generic: dict = field(default_factory=dict)
+    move_interfaces: bool = True
+
+
+def check_join(container_id: str, *, hostname=None, domainname=None, hosts_path=None,
+               resolv_conf_path=None, extra_hosts=(), dns=(), dns_search=(),
+               parent_updates=(), use_default_sandbox=False, netns_path=None,
+               generic=None, move_interfaces=True) -> JoinArgs:
+    """Every check of a join's arguments, before anything changes."""
     check_container_id(container_id)
     if not isinstance(move_interfaces, bool):
         raise BadRequestError("move_interfaces must be a bool")
@@ -51,45 +71,100 @@ def join(ep, container_id: str, *, hostname=None, domainname=None, hosts_path=No
         etchosts.check_hostname(domainname, "domain name")
     for d in dns:
         etchosts.check_ip(d, "DNS server")
+    return JoinArgs(container_id, hostname, domainname, hosts_path, resolv_conf_path, extra,
+                    tuple(dns), tuple(dns_search), parents, use_default_sandbox, netns_path,
+                    dict(generic or {}), move_interfaces)
+
+
+def join(ep, container_id: str, **kwargs) -> ContainerData:
+    args = check_join(container_id, **kwargs)
+    ctrl = ep._net._ctrl
+    ctrl._check_open()
+    with ep._lock, ctrl._container_lock(container_id):
+        step = begin_join(ep, args)
+        plumb_join(step)
+        with ctrl.store.tx() as c:
+            commit_join(c, step)
+        return ContainerData(step.sb.key, tuple(
+            tuple(h) for h in step.done["record"].get("handed", [])))
+
+
+@dataclass
+class JoinStep:
+    """One join on its way: committed intent, then kernel work, then 'attached'."""
+    ep: object
+    args: JoinArgs
+    plan: dict
+    new_sandbox: bool
+    sb: object = None
+    done: dict | None = None
+    paths: tuple = ()
+    record_paths: tuple = (None, None)      # the sandbox record's files, when it exists
+
+
+def begin_join(ep, args: JoinArgs) -> JoinStep:
+    """Commit the intent (inside the caller's transaction, if any). Needs the endpoint's
+    and the container's locks."""
     net = ep._net
     ctrl = net._ctrl
-    ctrl._check_open()
-    key, kind = sandbox_key(ctrl.store_id, container_id, ctrl.netns_dir, use_default_sandbox,
-                            netns_path)
-    with ep._lock, ctrl._container_lock(container_id):
-        plan, new_sandbox = _intent(ctrl, net, ep, container_id, key, kind, use_default_sandbox,
-                                    netns_path, move_interfaces)
-        key, kind = plan["sandbox_key"], plan["kind"]
-        sb = ctrl._sandbox_handle(container_id, key, kind)
-        done = None
-        try:
-            failpoint("endpoint.join.before_kernel")
-            if new_sandbox:
-                prepare_files(sb)
-                if kind == OWNED:
-                    sb.create_namespace(ctrl.netns_dir)
-            done = _plumb(ctrl, net, ep, sb, plan, dict(generic or {}))
-            paths = _write_files(ep, sb, done["jinfo"], new_sandbox, hostname, domainname,
-                                 hosts_path, resolv_conf_path, extra, dns, dns_search)
-            for eid, name, ip in parents:
-                ctrl._update_parent_hosts(eid, name, ip)
-            failpoint("endpoint.join.after_kernel")
-        except BaseException:
-            if done is not None:
-                _unplumb(ctrl, net, ep, sb, done["record"], raise_=False)
-            _abort_join(ctrl, ep, sb, container_id, new_sandbox)
-            raise
-        with ctrl.store.tx() as c:
-            c.execute("UPDATE endpoints SET state='attached', join_info=? WHERE id=?",
-                      (dumps(done["record"]), ep.id))
-            c.execute("UPDATE sandboxes SET hosts_path=?, resolv_conf_path=? WHERE "
-                      "container_id=?", (paths[0], paths[1], container_id))
-        sb.hosts_path, sb.resolv_conf_path = paths
-        return ContainerData(key, tuple(tuple(h) for h in done["record"].get("handed", [])))
+    key, kind = sandbox_key(ctrl.store_id, args.container_id, ctrl.netns_dir,
+                            args.use_default_sandbox, args.netns_path)
+    plan, new_sandbox, paths = _intent(ctrl, net, ep, args.container_id, key, kind,
+                                       args.use_default_sandbox, args.netns_path,
+                                       args.move_interfaces)
+    return JoinStep(ep, args, plan, new_sandbox, record_paths=paths)
+
+
+def plumb_join(step: JoinStep) -> None:
+    """The kernel work and the container's files. On failure everything of this join
+    is undone (records included) before the exception propagates."""
+    ep, a, plan = step.ep, step.args, step.plan
+    net = ep._net
+    ctrl = net._ctrl
+    cid = a.container_id
+    if step.new_sandbox:
+        sb = ctrl._sandbox_handle(cid, plan["sandbox_key"], plan["kind"])
+    else:                       # the container's files exist: extend them
+        sb = ctrl._sandbox_handle(cid, plan["sandbox_key"], plan["kind"],
+                                  *step.record_paths, keep_paths=True)
+    step.sb = sb
+    done = None
+    try:
+        failpoint("endpoint.join.before_kernel")
+        ctrl._left_sandbox.pop(ep.id, None)
+        if step.new_sandbox:
+            ctrl._teardown.take(cid)             # the container's previous sandbox
+            prepare_files(sb)
+            if plan["kind"] == OWNED:
+                sb.create_namespace(ctrl.netns_dir)
+        done = _plumb(ctrl, net, ep, sb, plan, dict(a.generic))
+        step.paths = _write_files(ep, sb, done["jinfo"], step.new_sandbox, a.hostname,
+                                  a.domainname, a.hosts_path, a.resolv_conf_path, a.extra,
+                                  a.dns, a.dns_search)
+        for eid, name, ip in a.parents:
+            ctrl._update_parent_hosts(eid, name, ip)
+        failpoint("endpoint.join.after_kernel")
+        sb.hosts_path, sb.resolv_conf_path = step.paths
+    except BaseException:
+        if done is not None:
+            _unplumb(ctrl, net, ep, sb, done["record"], raise_=False)
+        _abort_join(ctrl, ep, sb, cid, step.new_sandbox)
+        raise
+    step.done = done
+
+
+def commit_join(c, step: JoinStep) -> None:
+    """Record the join as done (in the caller's transaction)."""
+    cid = step.args.container_id
+    c.execute("UPDATE endpoints SET state='attached', join_info=? WHERE id=?",
+              (dumps(step.done["record"]), step.ep.id))
+    c.execute("UPDATE sandboxes SET hosts_path=?, resolv_conf_path=? WHERE "
+              "container_id=?", (step.paths[0], step.paths[1], cid))
 
 
 def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
-    """Commit 'attaching' with the plan; returns (plan, whether the sandbox is new)."""
+    """Commit 'attaching' with the plan; returns (plan, whether the sandbox is new, the
+    existing sandbox record's (hosts path, resolv.conf path))."""
     with ctrl.store.tx() as c:
         row = c.execute("SELECT state, container_id, interfaces FROM endpoints WHERE id=?",
                         (ep.id,)).fetchone()
@@ -100,8 +175,8 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
         nrow = c.execute("SELECT state FROM networks WHERE id=?", (net.id,)).fetchone()
         if nrow is None or nrow[0] != "ready":
             raise NoSuchNetworkError(net.name)
-        sb = c.execute("SELECT key, kind FROM sandboxes WHERE container_id=?",
-                       (cid,)).fetchone()
+        sb = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes WHERE "
+                       "container_id=?", (cid,)).fetchone()
         new = sb is None
         if new:
             c.execute("INSERT INTO sandboxes (container_id, key, kind) VALUES (?, ?, ?)",
@@ -111,9 +186,9 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
             if sb[1] != want or (want == EXTERNAL and sb[0] != key):
                 raise BadRequestError(f"container {cid} already has sandbox {sb[0]}; a join "
                                       "cannot ask for another")
-            key, kind = sb
+            key, kind = sb[0], sb[1]
         used, gw4, gw6 = set(), False, False
-        for (j,) in c.execute("SELECT join_info FROM endpoints WHERE container_id=? AND "
+        for (j,) in () if new else c.execute("SELECT join_info FROM endpoints WHERE container_id=? AND "
                               "state IN ('attaching', 'attached', 'detaching') AND id != ?",
                               (cid, ep.id)):
             info = loads(j, "join info") or {}
@@ -121,7 +196,9 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
             gw4 |= bool(info.get("gw_owner", [False, False])[0])
             gw6 |= bool(info.get("gw_owner", [False, False])[1])
         ifname = None
-        if move and kind != DEFAULT and loads(row[2], "endpoint interfaces"):
+        if ep._ifaces is None:
+            ep._ifaces = interfaces_from_json(row[2])
+        if move and kind != DEFAULT and ep._ifaces:
             i = 0
             while f"eth{i}" in used:
                 i += 1
@@ -131,7 +208,7 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
                 "owner": owner_token(), "move": move}
         c.execute("UPDATE endpoints SET state='attaching', container_id=?, join_info=? "
                   "WHERE id=?", (cid, dumps(plan), ep.id))
-    return plan, new
+    return plan, new, (None, None) if new else (sb[2], sb[3])
 
 
 def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:
@@ -239,7 +316,7 @@ def _write_files(ep, sb, jinfo, first, hostname, domainname, hosts_path, resolv_
 def _abort_join(ctrl, ep, sb, cid, new_sandbox) -> None:
     """Undo a failed join's records; the kernel work was undone by the failing step."""
     try:
-        close_leave(ctrl, ep, cid, sb)
+        close_leave(ctrl, ep, cid, sb, defer=False)     # nothing left once join raises
     except Exception:
         log.exception("removing the sandbox of %s", cid)
 
@@ -249,42 +326,73 @@ def _abort_join(ctrl, ep, sb, cid, new_sandbox) -> None:
 def leave(ep, container_id: str) -> None:
     if not isinstance(container_id, str) or not container_id:
         raise InvalidContainerIDError(container_id, "a container id cannot be empty")
-    net = ep._net
-    ctrl = net._ctrl
+    ctrl = ep._net._ctrl
     with ep._lock, ctrl._container_lock(container_id):
         with ctrl.store.tx() as c:
-            row = c.execute("SELECT state, container_id, join_info FROM endpoints WHERE id=?",
-                            (ep.id,)).fetchone()
-            if row is None:
-                raise NoSuchEndpointError(ep.id)
-            state, cid, j = row
-            if state == "created":
-                raise NoContainerError()
-            if cid != container_id:
-                raise InvalidContainerIDError(container_id, f"not the container joined to "
-                                                            f"endpoint {ep.name}")
-            if state != "attached":
-                raise ForbiddenError(f"endpoint {ep.name} is {state}; reconcile finishes it")
-            record = loads(j, "join info") or {}
-            record["owner"] = owner_token()       # reconcile elsewhere leaves it alone
-            c.execute("UPDATE endpoints SET state='detaching', join_info=? WHERE id=?",
-                      (dumps(record), ep.id))
-            srow = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes "
-                             "WHERE container_id=?", (cid,)).fetchone()
-            last = c.execute("SELECT COUNT(*) FROM endpoints WHERE container_id=? AND state "
-                             "IN ('attaching', 'attached', 'detaching') AND id != ?",
-                             (cid, ep.id)).fetchone()[0] == 0
-        sb = ctrl._sandbox_handle(cid, *srow) if srow else None
-        failpoint("endpoint.leave.before_kernel")
-        if last and sb is not None and sb.kind == OWNED and not record.get("moved"):
-            # The container's namespace goes: delete it first, and the kernel destroys
-            # the veth pairs inside with it, asynchronously and in batches.
-            sb.destroy()
-        errors = finish_leave(ctrl, net, ep, sb, record)
-        failpoint("endpoint.leave.after_kernel")
-        close_leave(ctrl, ep, cid, sb)
-        if errors:
-            raise errors[0]
+            step = begin_leave(c, ep, container_id)
+        unplug_leave(step)
+        end_leave(step)
+
+
+@dataclass
+class LeaveStep:
+    ep: object
+    cid: str
+    record: dict
+    sb: object
+    last: bool
+    errors: list = field(default_factory=list)
+
+
+def begin_leave(c, ep, container_id: str) -> LeaveStep:
+    """Commit 'detaching' (in the caller's transaction). Needs the endpoint's and the
+    container's locks."""
+    row = c.execute("SELECT state, container_id, join_info FROM endpoints WHERE id=?",
+                    (ep.id,)).fetchone()
+    if row is None:
+        raise NoSuchEndpointError(ep.id)
+    state, cid, j = row
+    if state == "created":
+        raise NoContainerError()
+    if cid != container_id:
+        raise InvalidContainerIDError(container_id, f"not the container joined to "
+                                                    f"endpoint {ep.name}")
+    if state != "attached":
+        raise ForbiddenError(f"endpoint {ep.name} is {state}; reconcile finishes it")
+    record = loads(j, "join info") or {}
+    record["owner"] = owner_token()       # reconcile elsewhere leaves it alone
+    c.execute("UPDATE endpoints SET state='detaching', join_info=? WHERE id=?",
+              (dumps(record), ep.id))
+    srow = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes "
+                     "WHERE container_id=?", (cid,)).fetchone()
+    last = c.execute("SELECT COUNT(*) FROM endpoints WHERE container_id=? AND state "
+                     "IN ('attaching', 'attached', 'detaching') AND id != ?",
+                     (cid, ep.id)).fetchone()[0] == 0
+    sb = ep._net._ctrl._sandbox_handle(cid, *srow) if srow else None
+    return LeaveStep(ep, cid, record, sb, last)
+
+
+def unplug_leave(step: LeaveStep) -> None:
+    """The kernel side, best effort (errors are kept for end_leave to raise)."""
+    ep, sb, record = step.ep, step.sb, step.record
+    net = ep._net
+    failpoint("endpoint.leave.before_kernel")
+    if step.last and sb is not None and sb.kind == OWNED and not record.get("moved"):
+        # The container's namespace goes (on the teardown thread), and the kernel
+        # destroys the veth pairs inside with it, asynchronously and in batches.
+        sb.destroy(defer=True)
+    step.errors = finish_leave(net._ctrl, net, ep, sb, record)
+    failpoint("endpoint.leave.after_kernel")
+
+
+def end_leave(step: LeaveStep) -> None:
+    """The records back to 'created'; raises the first error of the kernel side."""
+    ctrl = step.ep._net._ctrl
+    close_leave(ctrl, step.ep, step.cid, step.sb)
+    if step.last and step.sb is not None:
+        ctrl._left_sandbox[step.ep.id] = step.cid    # its delete waits for the teardown
+    if step.errors:
+        raise step.errors[0]
 
 
 def finish_leave(ctrl, net, ep, sb, record) -> list[BaseException]:
@@ -300,9 +408,10 @@ def finish_leave(ctrl, net, ep, sb, record) -> list[BaseException]:
     return errors
 
 
-def close_leave(ctrl, ep, cid, sb) -> None:
+def close_leave(ctrl, ep, cid, sb, *, defer: bool = True) -> None:
     """The endpoint's records back to 'created'; the sandbox goes with its last endpoint
-    (its record, then the namespace and files). Ends both a leave and a failed join."""
+    (its record, then the namespace and files: on the teardown thread if ``defer``).
+    Ends both a leave and a failed join."""
     with ctrl.store.tx() as c:
         c.execute("UPDATE endpoints SET state='created', container_id=NULL, join_info=NULL "
                   "WHERE id=?", (ep.id,))
@@ -312,7 +421,7 @@ def close_leave(ctrl, ep, cid, sb) -> None:
             c.execute("DELETE FROM sandboxes WHERE container_id=?", (cid,))
     if others == 0 and sb is not None:
         ctrl._drop_sandbox_handle(cid)
-        sb.destroy()
+        sb.destroy(defer=defer)
 
 
 def _unplumb(ctrl, net, ep, sb, record, raise_=True) -> list[BaseException]:

@@ -25,9 +25,12 @@ from pynetlib.names import check_name
 from pynetlib.network import Network, new_id
 from pynetlib.sandbox import Sandbox
 from pynetlib.store import Store, dumps, open_store, owner_token
+from pynetlib.teardown import DeferredTeardown
 
 DEFAULT_STATE_DIR = "/var/lib/pynetlib"
-_OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile"}
+_OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile",
+            # remote driver (pynetlib.drivers.remote.activation.PLUGIN_OPTIONS)
+            "plugin_dirs", "plugin_connect_timeout", "plugin_call_timeout", "plugin_retries"}
 
 
 def _set_owner(c, nid: str) -> None:
@@ -48,7 +51,9 @@ class Controller:
     /run/netns by default), ``ipam`` (an allocator to use instead of the store-backed
     default), ``host_routes`` (a callable listing the host's routed networks, for the
     default pools), ``store="memory"`` (keep the records in memory only: benchmarks and
-    tests), ``reconcile=False`` (do not reconcile when opening).
+    tests), ``reconcile=False`` (do not reconcile when opening). A network type with no
+    registered driver is looked up as a plugin (docs/remote.md): ``plugin_dirs`` (default
+    Docker's), ``plugin_connect_timeout``, ``plugin_call_timeout``, ``plugin_retries``.
     """
 
     def __init__(self, state_dir: str | None = None, *, global_store=None, **options) -> None:
@@ -75,10 +80,16 @@ class Controller:
         self._container_locks = [threading.Lock() for _ in range(256)]
         self._host_sock: NetlinkSocket | None = None
         self._host_ns: Netns | None = None
+        self._teardown = DeferredTeardown()
+        self._left_sandbox: dict[str, str] = {}     # endpoint id -> container it left
         self._closed = False
         try:
+            from pynetlib.drivers.remote import PluginActivator
+
+            self._plugins = PluginActivator.from_options(options)
             self.ipam = options.get("ipam") or self._default_ipam(options.get("host_routes"))
             self._init_drivers()
+            self._plugins.activate_stored(self)
             if options.get("reconcile", True):
                 self.reconcile()
         except BaseException:
@@ -147,8 +158,8 @@ class Controller:
     def _driver(self, network_type: str) -> Driver:
         with self._lock:
             d = self._drivers.get(network_type)
-        if d is None:
-            raise UnknownDriverError(network_type)
+        if d is None:       # a plugin of that name? (UnknownDriverError when there is none)
+            d = self._plugins.activate(network_type, self)
         return d
 
     # -- networks -------------------------------------------------------------------
@@ -266,14 +277,21 @@ class Controller:
         return self._sandbox_handle(*row)
 
     def _sandbox_handle(self, cid: str, key: str, kind: str, hosts_path=None,
-                        resolv_path=None) -> Sandbox:
+                        resolv_path=None, *, keep_paths: bool = False) -> Sandbox:
+        """This process's handle on a sandbox. ``keep_paths``: the paths given are from
+        a record that may not have them yet (a join of the same batch wrote the files):
+        keep the handle's own where none is given."""
         with self._lock:
             sb = self._sandboxes.get(cid)
             if sb is None or sb.key != key:
                 if sb is not None:
                     sb.close()
                 sb = self._sandboxes[cid] = Sandbox(self, cid, key, kind, self._files_root)
-            sb.hosts_path, sb.resolv_conf_path = hosts_path, resolv_path
+            if keep_paths:
+                sb.hosts_path = hosts_path or sb.hosts_path
+                sb.resolv_conf_path = resolv_path or sb.resolv_conf_path
+            else:
+                sb.hosts_path, sb.resolv_conf_path = hosts_path, resolv_path
             return sb
 
     def _drop_sandbox_handle(self, cid: str) -> Sandbox | None:
@@ -336,6 +354,22 @@ class Controller:
         if row and row[0]:
             etchosts.update(row[0], ip, name)
 
+    # -- batches ---------------------------------------------------------------------
+    def attach_many(self, specs) -> list:
+        """``create_endpoint`` + ``join`` for every :class:`pynetlib.AttachSpec`, all or
+        nothing, with the store work of all of them in two transactions. Returns the
+        endpoints, in the order of ``specs``."""
+        from pynetlib.batch import attach_many
+
+        return attach_many(self, specs)
+
+    def detach_many(self, endpoints) -> None:
+        """``leave`` (from whatever container each is joined to) + ``delete`` for many
+        endpoints at once."""
+        from pynetlib.batch import detach_many
+
+        detach_many(self, endpoints)
+
     # -- lifetime -------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -346,16 +380,19 @@ class Controller:
         lost, remove what pynetlib owns but no record names. Returns what it did."""
         from pynetlib.reconcile import reconcile
 
+        self._teardown.flush()
         return reconcile(self)
 
     def audit(self) -> list[str]:
         """Every discrepancy between the store, IPAM and the kernel (empty: none)."""
         from pynetlib.reconcile import audit
 
+        self.flush_teardown()
         return audit(self)
 
     def flush_teardown(self) -> None:
-        """Wait until every device left by leave has been deleted by the kernel."""
+        """Wait until every namespace and device left by leave has been deleted."""
+        self._teardown.flush()
         for d in list(self._drivers.values()):
             flush = getattr(d, "flush_teardown", None)
             if flush is not None:
@@ -373,6 +410,7 @@ class Controller:
             sandboxes, self._sandboxes = list(self._sandboxes.values()), {}
         for sb in sandboxes:
             sb.close()
+        self._teardown.close()
         for d in list(self._drivers.values()):
             closer = getattr(d, "close", None)
             if closer is not None:

@@ -100,19 +100,26 @@ class Network:
         return self._handle(eid, name)
 
     def _delete_endpoint(self, ep: Endpoint) -> None:
-        store = self._ctrl.store
         with ep._lock:
-            with store.tx() as c:
-                row = c.execute("SELECT state, container_id FROM endpoints WHERE id=?",
-                                (ep.id,)).fetchone()
-                if row is None:
-                    raise NoSuchEndpointError(ep.id)
-                if row[0] != "created":
-                    raise ActiveContainerError(ep.name, row[1] or "")
-                failpoint("endpoint.delete.before_store")
-                self._driver.delete_endpoint(self.id, ep.id)
-                c.execute("DELETE FROM endpoints WHERE id=?", (ep.id,))
-            self._forget(ep.id)
+            self._delete_endpoint_locked(ep)
+
+    def _delete_endpoint_locked(self, ep: Endpoint) -> None:
+        # The addresses go back to the pool only once no namespace of a sandbox this
+        # endpoint left still holds them (its teardown may be pending).
+        left = self._ctrl._left_sandbox.pop(ep.id, None)
+        if left is not None:
+            self._ctrl._teardown.take(left)
+        with self._ctrl.store.tx() as c:
+            row = c.execute("SELECT state, container_id FROM endpoints WHERE id=?",
+                            (ep.id,)).fetchone()
+            if row is None:
+                raise NoSuchEndpointError(ep.id)
+            if row[0] != "created":
+                raise ActiveContainerError(ep.name, row[1] or "")
+            failpoint("endpoint.delete.before_store")
+            self._driver.delete_endpoint(self.id, ep.id)
+            c.execute("DELETE FROM endpoints WHERE id=?", (ep.id,))
+        self._forget(ep.id)
 
     def endpoints(self) -> list[Endpoint]:
         rows = self._ctrl.store.read().execute(

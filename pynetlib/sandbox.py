@@ -16,7 +16,7 @@ import os
 import threading
 
 from pynetlib import resolvconf
-from pynetlib.errors import BadRequestError, NotFoundError
+from pynetlib.errors import BadRequestError, NotFoundError, ObjectExistsError
 from pynetlib.kernel import Netns, delete_netns
 
 OWNED, EXTERNAL, DEFAULT = "owned", "external", "default"
@@ -88,7 +88,13 @@ class Sandbox:
         """Make the namespace of an owned sandbox (its socket comes with it). Its lo is
         brought up by the first join's pipeline (see ``lo_pending``)."""
         name = os.path.basename(self.key)
-        ns = Netns.create(name, netns_dir, lo_up=False, with_socket=True)
+        try:
+            ns = Netns.create(name, netns_dir, lo_up=False, with_socket=True)
+        except ObjectExistsError:
+            # The record of this sandbox is ours, so the file is a leftover: another
+            # process's teardown still pending, or a crash's. Replace it.
+            remove_owned_namespace(self.key)
+            ns = Netns.create(name, netns_dir, lo_up=False, with_socket=True)
         with self._lock:
             self._netns = ns
             self._destroyed = False
@@ -100,13 +106,22 @@ class Sandbox:
         if ns is not None:
             ns.close()
 
-    def destroy(self) -> None:
+    def destroy(self, *, defer: bool = False) -> None:
         """Close the handle and, if pynetlib made the namespace, delete it; remove the
-        container's files. Idempotent."""
+        container's files. Idempotent. ``defer``: leave the deletion to the controller's
+        teardown thread (the records are final already; a new sandbox for the same
+        container waits for it)."""
         self.close()
         if self._destroyed:
             return
         self._destroyed = True
+        if defer:
+            self._ctrl._teardown.submit(self.container_id, self._remove)
+        else:
+            self._ctrl._teardown.take(self.container_id)
+            self._remove()
+
+    def _remove(self) -> None:
         if self.kind == OWNED:
             remove_owned_namespace(self.key)
         if self.resolv_conf_path:

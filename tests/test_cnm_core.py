@@ -176,6 +176,7 @@ def test_join_creates_sandbox_and_leave_removes_it(ctrl):
     with pytest.raises(E.InvalidContainerIDError):
         ep.leave("")
     ep.leave("c0ffee1")
+    ctrl.flush_teardown()
     assert ns_files() == before
     assert ep.info().sandbox_key is None
     with pytest.raises(E.NoContainerError):
@@ -203,6 +204,7 @@ def test_sandbox_shared_by_endpoints_of_one_container(ctrl):
     e1.leave("cid1")
     assert os.path.exists(k1)               # still used by e2
     e2.leave("cid1")
+    ctrl.flush_teardown()
     assert not os.path.exists(k1)
 
 

@@ -273,9 +273,13 @@ def test_port_mapping(served, ctrl, make_netns, outside):
     nid, eid = net["nid"], docker_id()
     addr = engine.ok("IpamDriver.RequestAddress", {"PoolID": net["pid"], "Address": "",
                                                    "Options": {}})["Address"]
+    # -p 8080:80 on a dual-stack engine: one binding per host address family
     ports = {"com.docker.network.endpoint.exposedports": [{"Proto": 6, "Port": 80}],
-             "com.docker.network.portmap": [{"Proto": 6, "IP": "", "Port": 80, "HostIP": "",
-                                             "HostPort": 8080, "HostPortEnd": 8080}]}
+             "com.docker.network.portmap": [
+                 {"Proto": 6, "IP": "", "Port": 80, "HostIP": "0.0.0.0", "HostPort": 8080,
+                  "HostPortEnd": 8080},
+                 {"Proto": 6, "IP": "", "Port": 80, "HostIP": "::", "HostPort": 8080,
+                  "HostPortEnd": 8080}]}
     engine.ok("NetworkDriver.CreateEndpoint", {
         "NetworkID": nid, "EndpointID": eid,
         "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},

@@ -41,9 +41,12 @@ def test_leave_of_owned_sandbox_deletes_namespace_and_devices_go(tmp_path):
         ep.leave(f"td{i}")
         ep.delete()
     per = (time.perf_counter() - t0) / len(eps)
-    assert not any(os.path.exists(k) for k in keys)     # namespaces gone at once
+    deadline = time.monotonic() + 30                    # the teardown thread's batch
+    while any(os.path.exists(k) for k in keys) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(os.path.exists(k) for k in keys)
     ctrl.flush_teardown()
-    deadline = time.monotonic() + 5                     # the kernel's own async cleanup
+    deadline = time.monotonic() + 30                    # the kernel's own async cleanup
     while time.monotonic() < deadline:
         left = [n for n in links() if n.startswith("pnl")]
         if not left:
@@ -132,4 +135,93 @@ def test_kill_in_the_reaper_is_recovered(tmp_path, make_netns):
     assert c.network_by_name("k").endpoint_by_name("e").joined_container is None
     c.network_by_name("k").endpoint_by_name("e").delete()
     c.network_by_name("k").delete()
+    c.close()
+
+
+def _ns_inode(path):
+    return os.stat(path).st_ino
+
+
+def test_namespace_teardown_is_deferred_and_a_rejoin_waits_for_it(tmp_path):
+    """leave hands the namespace to the teardown thread; joining the same container
+    again at once gets a new namespace, never the one on its way out."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "r", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.154.0.1/16"}})
+    ep = net.create_endpoint("e")
+    key = ep.join("again").sandbox_key
+    ctrl._teardown.max_delay = 5.0                      # keep it pending for this test
+    old = _ns_inode(key)
+    ep.leave("again")
+    assert ctrl._teardown.backlog == 1 and os.path.exists(key)
+    assert ctrl.sandboxes() == []                       # the records are final already
+    key2 = ep.join("again").sandbox_key
+    assert key2 == key and _ns_inode(key) != old
+    assert ctrl._teardown.backlog == 0
+    out = subprocess.run(["ip", "-n", os.path.basename(key), "-j", "addr", "show", "eth0"],
+                         capture_output=True, text=True, check=True).stdout
+    assert [a["local"] for a in json.loads(out)[0]["addr_info"]
+            if a["family"] == "inet"] == ["10.154.0.2"]
+    ep.leave("again")
+    ctrl.close()                                        # close drains the teardown
+    assert not os.path.exists(key)
+    c = new_ctrl(tmp_path)
+    assert c.audit() == []
+    c.network_by_name("r").endpoint_by_name("e").delete()
+    c.network_by_name("r").delete()
+    c.close()
+
+
+def test_a_leftover_namespace_at_the_sandbox_path_is_replaced(tmp_path):
+    """Another process's teardown still pending (or a crash) left the file; the new
+    sandbox's record is ours, so the file is replaced, not used."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "l", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.155.0.1/16"}})
+    ep = net.create_endpoint("e")
+    from pynetlib.sandbox import netns_name_for
+    name = netns_name_for(ctrl.store_id, "stale")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "add", "marker0", "type", "dummy"],
+                   capture_output=True)
+    old = _ns_inode(f"/run/netns/{name}")
+    key = ep.join("stale").sandbox_key
+    assert key == f"/run/netns/{name}" and _ns_inode(key) != old
+    out = subprocess.run(["ip", "-n", name, "-j", "link"], capture_output=True, text=True,
+                         check=True).stdout
+    assert sorted(l["ifname"] for l in json.loads(out)) == ["eth0", "lo"]
+    ep.leave("stale")
+    ep.delete()
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
+def test_a_death_with_namespace_teardown_pending_is_recovered(tmp_path):
+    """The process dies right after leave, its teardown thread's batch not run: the
+    namespace left behind has no record, and the next controller removes it."""
+    state = str(tmp_path / "state")
+    ctrl = pynetlib.Controller(state, host_routes=lambda: [])
+    net = ctrl.new_network("bridge", "d", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.156.0.1/16"}})
+    net.create_endpoint("e")
+    ctrl.close()
+    child = textwrap.dedent(f"""
+        import os, pynetlib
+        c = pynetlib.Controller({state!r}, host_routes=lambda: [])
+        c._teardown.max_delay = 60
+        ep = c.network_by_name("d").endpoint_by_name("e")
+        print(ep.join("dies").sandbox_key, flush=True)
+        ep.leave("dies")
+        os._exit(0)        # no close(), no atexit: the teardown never runs
+    """)
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    key = r.stdout.strip()
+    assert os.path.exists(key)                         # left behind
+    c = pynetlib.Controller(state, host_routes=lambda: [])
+    assert not os.path.exists(key)                     # reconcile removed it
+    assert c.audit() == []
+    c.network_by_name("d").endpoint_by_name("e").delete()
+    c.network_by_name("d").delete()
     c.close()

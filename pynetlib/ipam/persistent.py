@@ -64,7 +64,20 @@ class PersistentAllocator:
     def _sync(self, c, pool_id: str | None = None) -> None:
         """Bring the local copy up to date (all pools; bitmaps of ``pool_id`` only)."""
         self._store.on_rollback(self._invalidate)
-        rec = self._get(c, _POOLS) or {"gen": 0, "pools": []}
+        known = self._known_master(pool_id)
+        if known is not None:       # the pools and that bitmap in one read
+            rows = dict(c.execute("SELECT key, value FROM kv WHERE owner=? AND key IN (?, ?)",
+                                  (self._owner, _POOLS, _mkey(known))).fetchall())
+            pools_text, master_text = rows.get(_POOLS), rows.get(_mkey(known))
+            rec = loads(pools_text, f"ipam/{_POOLS}") if pools_text else None
+            rec = rec or {"gen": 0, "pools": []}
+            if rec["gen"] == self._pools_gen:
+                self._load_master(self._masters()[known],
+                                  loads(master_text, f"ipam/{_mkey(known)}")
+                                  if master_text else None)
+                return
+        else:
+            rec = self._get(c, _POOLS) or {"gen": 0, "pools": []}
         if rec["gen"] != self._pools_gen:
             mem = Allocator(**self._kw)
             try:
@@ -82,33 +95,42 @@ class PersistentAllocator:
         if pool_id is None:
             wanted = list(masters.values())
         for m in wanted:
-            rec_m = self._get(c, _mkey(m.id))
-            if rec_m is None:
-                continue            # never written: still empty
-            if rec_m["gen"] == self._mgen.get(m.id):
-                continue
-            try:
-                bm = Bitmap.deserialize(base64.b64decode(rec_m["bitmap"], validate=True),
-                                        name=m.id)
-            except Exception as e:
-                raise CorruptStoreError(f"stored IPAM bitmap of {m.id} is corrupt: {e}") \
-                    from None
-            if bm.size != m.bitmap.size:
-                raise CorruptStoreError(f"stored IPAM bitmap of {m.id} has the wrong size")
-            m.bitmap.close()
-            m.bitmap = bm
-            self._mgen[m.id] = rec_m["gen"]
+            self._load_master(m, self._get(c, _mkey(m.id)))
+
+    def _known_master(self, pool_id: str | None) -> str | None:
+        """The master id of ``pool_id`` in the local copy, if it has it."""
+        if pool_id is None or self._pools_gen is None:
+            return None
+        try:
+            return self._mem._pool(pool_id).master.id
+        except Exception:
+            return None
+
+    def _load_master(self, m, rec_m) -> None:
+        """Replace the local bitmap of master ``m`` with the stored one if it changed."""
+        if rec_m is None or rec_m["gen"] == self._mgen.get(m.id):
+            return                  # never written (still empty), or unchanged
+        try:
+            bm = Bitmap.deserialize(base64.b64decode(rec_m["bitmap"], validate=True),
+                                    name=m.id)
+        except Exception as e:
+            raise CorruptStoreError(f"stored IPAM bitmap of {m.id} is corrupt: {e}") \
+                from None
+        if bm.size != m.bitmap.size:
+            raise CorruptStoreError(f"stored IPAM bitmap of {m.id} has the wrong size")
+        m.bitmap.close()
+        m.bitmap = bm
+        self._mgen[m.id] = rec_m["gen"]
 
     def _save_pools(self, c) -> None:
         self._pools_gen = (self._pools_gen or 0) + 1
         self._put(c, _POOLS, {"gen": self._pools_gen, "pools": self._mem.pools()})
 
     def _save_master(self, c, pool_id: str) -> None:
+        # Always after _sync in the same write transaction, so the local generation is
+        # the stored one (or the row does not exist yet).
         m = self._mem._pool(pool_id).master
         gen = self._mgen.get(m.id, 0) + 1
-        stored = self._get(c, _mkey(m.id))
-        if stored is not None and stored["gen"] >= gen:
-            gen = stored["gen"] + 1
         self._put(c, _mkey(m.id), {"gen": gen, "bitmap":
                                    base64.b64encode(m.bitmap.serialize()).decode("ascii")})
         self._mgen[m.id] = gen

@@ -165,7 +165,7 @@ def port_bindings(value: Any) -> list[PortBinding]:
         return []
     if not isinstance(value, list):
         raise BadRequestError(f"{netlabel.PORT_MAP} must be a list of port bindings")
-    out = []
+    out: list[PortBinding] = []
     for item in value:
         d = parse_fields(item, _PORT_BINDING, netlabel.PORT_MAP)
         host_port = d["HostPort"] or 0
@@ -173,8 +173,12 @@ def port_bindings(value: Any) -> list[PortBinding]:
         if end and end != host_port:
             raise BadRequestError(f"host port range {host_port}-{end}: pynetlib maps one "
                                   "host port per binding")
-        out.append(PortBinding(_proto_name(d["Proto"]), d["Port"], host_port,
-                               d["HostIP"] or None))
+        b = PortBinding(_proto_name(d["Proto"]), d["Port"], host_port, d["HostIP"] or None)
+        if b.host_ip is not None and b.host_ip.is_unspecified:
+            # 0.0.0.0 and :: (Docker sends both for a dual-stack -p): every address
+            b = PortBinding(b.proto, b.port, b.host_port)
+        if b not in out:
+            out.append(b)
     return out
 
 

@@ -297,6 +297,13 @@ class BridgeDriver(Driver):
                     self._ports = PortAllocator()
             return self._ports
 
+    def _bridge_index(self, net: _Network) -> int:
+        """The bridge's ifindex; looked up once when the network was loaded from the
+        records (made by another process, or reloaded after a rollback)."""
+        if not net.bridge_index:
+            net.bridge_index = self._host().link_get(net.bridge).index
+        return net.bridge_index
+
     def _net(self, nid: str) -> _Network:
         with self._lock:
             n = self._networks.get(nid)
@@ -619,12 +626,8 @@ class BridgeDriver(Driver):
         if other is not None and not self._has_record(f"ep/{net.nid}/{other}"):
             self._prune(net)                    # deleted by another process
             other = None
-        if other is None and self._store is not None:
-            # another process may have taken it: the records are the truth
-            row = self._store.read().execute(
-                "SELECT value FROM kv WHERE owner='bridge' AND key=?",
-                (f"mac/{net.nid}/{mac.lower()}",)).fetchone()
-            other = loads(row[0], "bridge MAC index") if row else None
+        # Another process may have taken it meanwhile: the MAC index's primary key
+        # refuses it then, when the endpoint's records are written (_save_ep).
         if other is not None:
             raise ForbiddenError(f"MAC address {mac} is in use by endpoint {other} "
                                  "in this network")
@@ -675,7 +678,7 @@ class BridgeDriver(Driver):
         if target is not None:
             def attach():
                 attach_veth(host, target.netns, hname, target.ifname,
-                            bridge=net.bridge_index,
+                            bridge=self._bridge_index(net),
                             mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
                             gateway=net.gateway4 if (target.route4 and ep.v4) else None,
                             address6=ep.v6,
@@ -786,12 +789,8 @@ class BridgeDriver(Driver):
         except NotFoundError:
             return [f"network {nid}: no bridge driver record"]
         host = self._host()
-        # The bridge's index as the kernel has it now: a controller opened without
-        # reconciling has not looked it up (net.bridge_index is 0 then).
-        bridge_index = net.bridge_index
         try:
             info = host.link_get(net.bridge)
-            bridge_index = info.index
             if info.alias != network_tag(self._sid, nid):
                 problems.append(f"network {nid}: bridge {net.bridge} is not tagged as ours")
         except OSError:
@@ -828,7 +827,7 @@ class BridgeDriver(Driver):
             if st == "attached":
                 if dev is None:
                     problems.append(f"endpoint {eid}: joined but its veth {name} is missing")
-                elif dev.master != bridge_index:
+                elif dev.master != self._bridge_index(net):
                     problems.append(f"endpoint {eid}: veth {name} is not on {net.bridge}")
             elif st == "created" and dev is not None:
                 problems.append(f"endpoint {eid}: not joined but its veth {name} exists")
