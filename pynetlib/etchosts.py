@@ -24,7 +24,7 @@ DEFAULT_LINES = (
     ("ff02::2", "ip6-allrouters"),
 )
 
-_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})?$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})?\Z")
 # Striped locks: a bounded set, so a long-running process does not grow one lock per
 # container it ever saw. Two paths sharing a stripe only serialise their writes.
 _STRIPES = 64

@@ -127,7 +127,7 @@ _PY: dict[str, _Armed] = {}
 _C: dict[str, Spec] = {}
 _lock = threading.Lock()
 
-_ACTION_RE = re.compile(r"^(?:(\d+)\+)?([a-z]+)(?::([A-Za-z0-9_]*))?(?:\*(\d+))?$")
+_ACTION_RE = re.compile(r"^(?:(\d+)\+)?([a-z]+)(?::([A-Za-z0-9_]*))?(?:\*(\d+))?\Z")
 
 
 def names() -> list[str]:

@@ -7,9 +7,9 @@ import re
 from pynetlib.errors import InvalidContainerIDError, InvalidIDError, InvalidNameError
 
 NAME_MAX = 64
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-_CID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_CID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 CONTAINER_ID_MAX = 128
 
 
@@ -19,7 +19,7 @@ def check_name(name: object, what: str = "name") -> str:
         raise InvalidNameError(name, f"a {what} cannot be empty or blank")
     if len(name) > NAME_MAX:
         raise InvalidNameError(name, f"a {what} is at most {NAME_MAX} characters")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidNameError(name, f"a {what} is [A-Za-z0-9][A-Za-z0-9_.-]*")
     return name
 
@@ -31,14 +31,14 @@ def check_id(ident: object) -> str:
 
 
 def is_id(ident: str) -> bool:
-    return bool(_ID_RE.match(ident))
+    return bool(_ID_RE.fullmatch(ident))
 
 
 def check_container_id(cid: object) -> str:
     """Container ids as CNI restricts them: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128."""
     if not isinstance(cid, str) or not cid:
         raise InvalidContainerIDError(cid, "a container id cannot be empty")
-    if len(cid) > CONTAINER_ID_MAX or not _CID_RE.match(cid):
+    if len(cid) > CONTAINER_ID_MAX or not _CID_RE.fullmatch(cid):
         raise InvalidContainerIDError(cid, "a container id is [A-Za-z0-9][A-Za-z0-9_.-]*, "
                                            f"at most {CONTAINER_ID_MAX} characters")
     return cid

@@ -3,6 +3,7 @@ clients, internal errors, restarts, and its structured logs."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from pynetlib import errors
+from pynetlib.client import UnixHTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _daemon_helpers import (audit_settled, cleanup_state, jbody, raw,  # noqa: E402
@@ -80,6 +82,9 @@ def _wait_refused(d) -> None:
 def test_sigterm_lets_the_request_in_flight_finish(tmp_path, sockets):
     d = start_daemon(str(tmp_path / "state"), os.path.join(sockets, "api.sock"))
     d.client.ping()                                  # the store file exists
+    kept = UnixHTTPConnection(d.socket_path, timeout=30)   # a keep-alive connection
+    kept.request("GET", "/_ping")
+    assert kept.getresponse().read() == b'"OK"'
     lock = _store_lock(d.state_dir)
     try:
         t, out = _in_background(d.client.create_network, "inflight", subnet="10.40.0.0/24")
@@ -88,8 +93,15 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path, sockets):
         assert t.is_alive()                          # waiting for the store
         d.proc.terminate()
         _wait_refused(d)                             # no new connections ...
+        assert not os.path.exists(d.socket_path)
+        kept.request("GET", "/networks")             # ... no new work on open ones ...
+        resp = kept.getresponse()
+        assert resp.status == 503
+        assert json.loads(resp.read()) == {"message": "the daemon is shutting down",
+                                           "category": "NoService"}
         assert t.is_alive() and d.proc.poll() is None  # ... but the request goes on
     finally:
+        kept.close()
         lock.execute("ROLLBACK")
         lock.close()
     t.join(60)

@@ -52,3 +52,18 @@ def test_kernel_error_unknown_errno_is_plain_kernel_error():
     e = E.kernel_error(errno.EBUSY, "link del", "br0")
     assert type(e) is E.KernelError
     assert e.errno == errno.EBUSY
+
+
+@pytest.mark.parametrize("bad", ["abc\n", "abc\r", "a\nb"])
+def test_names_with_a_trailing_newline_are_refused(bad):
+    from pynetlib.names import check_container_id, check_name
+    from pynetlib.kernel import validate
+
+    with pytest.raises(E.BadRequestError):
+        check_name(bad)
+    with pytest.raises(E.BadRequestError):
+        check_container_id(bad)
+    with pytest.raises(E.BadRequestError):
+        validate.netns_name(bad)
+    with pytest.raises(E.BadRequestError):
+        validate.mac("02:42:ac:11:00:02\n")

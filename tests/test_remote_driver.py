@@ -295,6 +295,7 @@ def test_full_lifecycle(rctrl, fake, ipr_in):
     m = fake.methods()
     assert m.index("NetworkDriver.RevokeExternalConnectivity") < m.index("NetworkDriver.Leave")
     assert CONT_END not in host_links() and HOST_END not in host_links()
+    rctrl.flush_teardown()                 # the namespace goes on the teardown thread
     assert not os.path.exists(data.sandbox_key)
     ep.delete()
     net.delete()

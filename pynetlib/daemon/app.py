@@ -75,7 +75,9 @@ ErrorReply = Callable[..., web.Response]
 
 def _listener_kind(request: web.Request) -> str:
     sock = request.transport.get_extra_info("socket") if request.transport else None
-    return "unix" if sock is not None and sock.family == socket.AF_UNIX else "tcp"
+    if sock is None:
+        return "closed"
+    return "unix" if sock.family == socket.AF_UNIX else "tcp"
 
 
 def access_log(log: JsonLog, listener: str) -> Callable:
@@ -244,8 +246,7 @@ async def _body(route: Route, request: web.Request) -> Any:
     return value
 
 
-def _controller_handler(route: Route, ctrl: Controller, executor: Executor,
-                        state: ServerState) -> Handler:
+def _controller_handler(route: Route, ctrl: Controller, executor: Executor) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         call = Call(_params(route, request), _query(route, request),
                     await _body(route, request))
@@ -280,7 +281,7 @@ def build_api_app(ctrl: Controller, executor: Executor, state: ServerState,
         if route.handler is None:
             handler = _static_handler(route, static[route.operation_id])
         else:
-            handler = _controller_handler(route, ctrl, executor, state)
+            handler = _controller_handler(route, ctrl, executor)
         app.router.add_route(route.method, route.path, handler)
     return app
 

@@ -21,7 +21,7 @@ from typing import Any
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 MAX_BODY = 256 * 1024
 MAX_DEPTH = 16
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class ProtocolError(Exception):

@@ -55,10 +55,10 @@ __all__ = ["BridgeFirewall", "FirewallError", "OwnedObject", "TABLE"]
 
 TABLE = "pynetlib"
 TAG = "pynetlib"
-_ID_RE = re.compile(r"^[0-9a-f]{1,64}$")
+_ID_RE = re.compile(r"^[0-9a-f]{1,64}\Z")
 # Names end up as nft string constants: '*' is a wildcard, '@' a set reference, '$' a
 # variable, '\\' and '"' escapes. Allow only the conservative set on top of ifname().
-_SAFE_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SAFE_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _NID_IN_EP_TAG = 32
 
 _BASE_CHAINS = {

@@ -34,7 +34,7 @@ from pynetlib.drivers.remote.errors import PluginSpecError
 DEFAULT_PLUGIN_DIRS = ("/run/docker/plugins", "/etc/docker/plugins", "/usr/lib/docker/plugins")
 SPEC_MAX_BYTES = 64 * 1024
 SUN_PATH_MAX = 107                      # sockaddr_un.sun_path holds 108 bytes with NUL
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 @dataclass(frozen=True)

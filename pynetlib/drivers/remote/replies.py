@@ -21,7 +21,7 @@ from pynetlib.kernel import validate
 SCOPES = ("local", "global")
 ROUTE_NEXTHOP, ROUTE_CONNECTED = 0, 1
 # A prefix leaves room for the index pynetlib appends inside the sandbox (eth -> eth0).
-_PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,11}$")
+_PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,11}\Z")
 MAX_STATIC_ROUTES = 256
 
 
