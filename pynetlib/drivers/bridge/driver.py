@@ -856,6 +856,10 @@ class BridgeDriver(Driver):
         if net.bridge_ip4 is not None:
             want.add(net.bridge_ip4.ip)
         want |= {ep.v4.ip for ep in eps.values() if ep.v4 is not None}
+        if net.cfg.FixedCIDR is not None:
+            # IPAM lists the pool's range only; a gateway or a static address outside
+            # the range is held in the subnet's bitmap, where the range never allocates
+            want = {a for a in want if a in net.cfg.FixedCIDR}
         try:
             have = set(listing(net.pool4))
         except Exception as e:
