@@ -4,7 +4,8 @@ One lifecycle = a new container's sandbox, attach (``create_endpoint`` + ``join`
 detach (``leave`` + ``delete``), the sandbox's removal. With LIVE containers on the
 bridge, WORKERS threads run lifecycles until COUNT containers have passed. The same work
 in the same run by:
-- pynetlib through its public API (store on disk);
+- pynetlib through its public API (store on disk), one container at a time and a pod
+  at a time (the batch API);
 - the C loop over pynetlib's C library (netns create + attach + netns delete);
 - pyroute2 in-process (netns create, veth into it, bridge, up, address, route, netns
   remove);
@@ -16,7 +17,8 @@ detach medians and p99, CPU seconds per container, and resident memory and open 
 descriptors at the start and the end of the run.
 
 Environment: PNL_CHURN_COUNT (10000), PNL_CHURN_LIVE (200), PNL_CHURN_SLOW_COUNT (the
-slower implementations' count, 400), PNL_CHURN_WORKERS ("1,2").
+slower implementations' count, 400), PNL_CHURN_WORKERS ("1,2"), PNL_CHURN_POD (containers
+per batch call in the pod variant, 4).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ COUNT = int(os.environ.get("PNL_CHURN_COUNT", "10000"))
 LIVE = int(os.environ.get("PNL_CHURN_LIVE", "200"))
 SLOW_COUNT = int(os.environ.get("PNL_CHURN_SLOW_COUNT", "400"))
 WORKERS = [int(w) for w in os.environ.get("PNL_CHURN_WORKERS", "1,2").split(",")]
+POD = int(os.environ.get("PNL_CHURN_POD", "4"))
 CNI_DIR = "/usr/lib/cni"
 BRIDGE = "pnlchurn0"
 _seq = itertools.count(1)
@@ -165,6 +168,41 @@ def bench_churn_pynetlib(benchmark, env):
         best = max(best, rate)
     figure(f"churn {LIVE} live: best lifecycles/s", "pynetlib", f"{best:.0f}/s")
     benchmark.extra_info["best_rate"] = best
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    assert ctrl.audit() == []
+
+
+@pytest.mark.benchmark(group="churn")
+def bench_churn_pynetlib_pods(benchmark, env):
+    """The same lifecycles, a pod of POD containers at a time through the batch API
+    (``attach_many``, then ``detach_many``); attach and detach times are per pod."""
+    ctrl, net = env
+    best = 0.0
+    for workers in WORKERS:
+        tag = f"{LIVE} live, pods of {POD}"
+
+        def one(i):
+            names = [f"p{workers}x{i}y{k}" for k in range(POD)]
+            t0 = time.perf_counter()
+            eps = ctrl.attach_many([pynetlib.AttachSpec(net, n, n) for n in names])
+            t1 = time.perf_counter()
+            ctrl.detach_many(eps)
+            return t1 - t0, time.perf_counter() - t1
+
+        _run_workers(workers, min(50, COUNT // POD), one)      # warm up
+        rss0, fd0, cpu0 = _rss_kb(), _fds(), _cpu()
+        t0 = time.perf_counter()
+        attach, detach = _run_workers(workers, COUNT // POD, one)
+        wall = time.perf_counter() - t0
+        cpu = _cpu() - cpu0
+        ctrl.flush_teardown()
+        rss1, fd1 = _rss_kb(), _fds()
+        mem = (f"RSS {rss0} -> {rss1} KiB ({(rss1 - rss0) / rss0 * 100:+.1f} %), "
+               f"fds {fd0} -> {fd1}")
+        rate = _report(f"{tag}, {workers} worker(s)", "pynetlib-batch", COUNT // POD * POD,
+                       wall, cpu, attach, detach, mem)
+        best = max(best, rate)
+    figure(f"churn {LIVE} live: best lifecycles/s", "pynetlib-batch", f"{best:.0f}/s")
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     assert ctrl.audit() == []
 

@@ -154,10 +154,6 @@ def detach_many(ctrl, endpoints) -> None:
                     attachment.end_leave(step)
                 except Exception as e:
                     errors.append(e)
-        for ep in eps:                 # namespaces out of the way first (no store lock)
-            left = ctrl._left_sandbox.get(ep.id)
-            if left is not None:
-                ctrl._teardown.take(left)
         with ctrl.store.tx():
             for ep in eps:
                 ep._net._delete_endpoint_locked(ep)

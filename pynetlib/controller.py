@@ -81,7 +81,6 @@ class Controller:
         self._host_sock: NetlinkSocket | None = None
         self._host_ns: Netns | None = None
         self._teardown = DeferredTeardown()
-        self._left_sandbox: dict[str, str] = {}     # endpoint id -> container it left
         self._closed = False
         try:
             from pynetlib.drivers.remote import PluginActivator

@@ -104,11 +104,6 @@ class Network:
             self._delete_endpoint_locked(ep)
 
     def _delete_endpoint_locked(self, ep: Endpoint) -> None:
-        # The addresses go back to the pool only once no namespace of a sandbox this
-        # endpoint left still holds them (its teardown may be pending).
-        left = self._ctrl._left_sandbox.pop(ep.id, None)
-        if left is not None:
-            self._ctrl._teardown.take(left)
         with self._ctrl.store.tx() as c:
             row = c.execute("SELECT state, container_id FROM endpoints WHERE id=?",
                             (ep.id,)).fetchone()

@@ -154,6 +154,11 @@ def test_namespace_teardown_is_deferred_and_a_rejoin_waits_for_it(tmp_path):
     old = _ns_inode(key)
     ep.leave("again")
     assert ctrl._teardown.backlog == 1 and os.path.exists(key)
+    # the address is off the interface at once: the pool may hand it out again
+    out = subprocess.run(["ip", "-n", os.path.basename(key), "-j", "addr"],
+                         capture_output=True, text=True, check=True).stdout
+    assert not [a for l in json.loads(out) for a in l.get("addr_info", [])
+                if a.get("local", "").startswith("10.154.")]
     assert ctrl.sandboxes() == []                       # the records are final already
     key2 = ep.join("again").sandbox_key
     assert key2 == key and _ns_inode(key) != old
