@@ -57,7 +57,12 @@ def reconcile(ctrl) -> list[str]:
         if state != "ready" and not rebooted and owner_alive(_network_owner(c, nid)):
             continue
         if state == "creating":
-            _quiet(drv.delete_network, nid)
+            try:
+                _quiet(drv.delete_network, nid)
+            except Exception as e:      # e.g. a plugin that refuses: the controller starts
+                actions.append(f"network {name}: an interrupted create could not be rolled "
+                               f"back ({e}); the next reconcile tries again")
+                continue
             with store.tx(durable=True) as tx:
                 tx.execute("DELETE FROM networks WHERE id=?", (nid,))
                 tx.execute("DELETE FROM kv WHERE owner='owner' AND key=?", ("network/" + nid,))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from _fake_plugin import HANG, FakePlugin, Raw  # noqa: E402
 from conftest import requires_kernel  # noqa: E402
 
 import pynetlib  # noqa: E402
+from pynetlib.store import _row_sum  # noqa: E402
 from pynetlib import netlabel  # noqa: E402
 from pynetlib.drivers.remote import (NotANetworkDriverError, PluginCallError,  # noqa: E402
                                      PluginReplyError, PluginTimeoutError,
@@ -697,5 +699,31 @@ def test_activation_while_another_thread_holds_the_controller_lock(no_leaks, tmp
         for n in c.networks():
             n.delete()
         assert c.audit() == []
+    finally:
+        c.close()
+
+
+def test_a_plugin_refusing_a_rollback_does_not_stop_the_controller(no_leaks, tmp_path,
+                                                                    plugin_dir, fake):
+    """A network create interrupted by a crash is rolled back by the next controller's
+    reconcile; if the plugin refuses DeleteNetwork the controller still starts, reports
+    it, keeps the record, and a later reconcile finishes the rollback."""
+    state = str(tmp_path / "state")
+    c = open_ctrl(state, plugin_dir)
+    net = c.new_network(PLUGIN, "half")
+    nid = net.id
+    c.close()
+    with sqlite3.connect(os.path.join(state, "pynetlib.db")) as db:   # as a crash leaves it
+        db.create_function("pnl_sum", -1, _row_sum, deterministic=True)
+        db.execute("UPDATE networks SET state='creating' WHERE id=?", (nid,))
+    fake.on("NetworkDriver.DeleteNetwork", lambda b: {"Err": "busy, try later"})
+    c = open_ctrl(state, plugin_dir)
+    try:
+        assert c.store.read().execute("SELECT name, state FROM networks").fetchall() == [
+            ("half", "creating")]                  # kept for the next reconcile
+        fake.on("NetworkDriver.DeleteNetwork", lambda b: {})
+        actions = c.reconcile()
+        assert any("rolled back an interrupted create" in a for a in actions), actions
+        assert c.networks() == [] and c.audit() == []
     finally:
         c.close()
