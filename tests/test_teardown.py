@@ -230,3 +230,63 @@ def test_a_death_with_namespace_teardown_pending_is_recovered(tmp_path):
     c.network_by_name("d").endpoint_by_name("e").delete()
     c.network_by_name("d").delete()
     c.close()
+
+
+def test_a_full_bridge_waits_for_the_ports_on_their_way_out(tmp_path, make_netns):
+    """A bridge takes at most 1023 ports. When the ports waiting in the reaper's batch
+    are what fills it, a join deletes that batch at once and gets its port."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "full", {netlabel.GENERIC_DATA: {
+        "BridgeName": "pnlfull0", "AddressIPv4": "10.157.0.1/16"}})
+    e1, e2 = net.create_endpoint("e1"), net.create_endpoint("e2")
+    ns = make_netns("fullext")                     # kept: e1's port waits in the reaper
+    e1.join("f1", netns_path=f"/run/netns/{ns}")
+    reaper = net._driver._reaper()
+    reaper.max_delay = 60.0                         # e1's port stays pending
+    e1.leave("f1")
+    n = 1030
+    add = "".join(f"link add fl{i} group 99 type veth peer name fr{i} group 99\n"
+                  for i in range(n))
+    subprocess.run(["ip", "-batch", "-"], input=add, text=True, check=True)
+    try:
+        enslave = "".join(f"link set fl{i} master pnlfull0\n" for i in range(n))
+        r = subprocess.run(["ip", "-force", "-batch", "-"], input=enslave, text=True,
+                           capture_output=True)
+        assert "Exchange full" in r.stderr              # the bridge is full now
+        assert f"pnl{e1.id[:12]}" in links()            # partly with e1's pending port
+        key = e2.join("f2").sandbox_key                  # room made by the reaper's batch
+        assert f"pnl{e1.id[:12]}" not in links()
+        out = subprocess.run(["ip", "-n", os.path.basename(key), "-j", "addr", "show",
+                              "eth0"], capture_output=True, text=True, check=True).stdout
+        assert json.loads(out)[0]["addr_info"][0]["local"].startswith("10.157.")
+        e2.leave("f2")
+    finally:
+        subprocess.run(["ip", "link", "del", "group", "99"], check=True)
+    e1.delete()
+    e2.delete()
+    ctrl.flush_teardown()
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
+def test_every_reaper_batch_runs_within_its_delay(tmp_path, make_netns):
+    """Not only the first: a device left after an earlier batch is deleted within
+    max_delay too, without a flush and without a full backlog."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "delay", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                       "10.158.0.1/16"}})
+    ns = make_netns("delayext")
+    for i in range(3):
+        ep = net.create_endpoint(f"e{i}")
+        ep.join(f"d{i}", netns_path=f"/run/netns/{ns}")
+        ep.leave(f"d{i}")
+        name = f"pnl{ep.id[:12]}"
+        deadline = time.monotonic() + 10                # max_delay is 50 ms
+        while name in links() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert name not in links(), f"batch {i} did not run"
+        ep.delete()
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()

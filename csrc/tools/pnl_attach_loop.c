@@ -17,6 +17,7 @@
  * with the namespace, asynchronously and in batches: the cheapest teardown there is).
  * Prints "lifecycle <ns>" per container and "wall <ns>" for the whole run.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <arpa/inet.h>
@@ -90,7 +91,14 @@ static void *lifecycle_worker(void *p)
 		req.addr4 = addr;
 		req.prefixlen4 = 16;
 		req.gateway4 = gw;
-		rc = pnl_veth_attach(host, cont, &req, NULL, &err);
+		/* A bridge has at most 1023 ports; with many live containers the ports of
+		 * namespaces the kernel is still destroying can fill it: wait for them. */
+		for (int tries = 0; tries < 2000; tries++) {
+			rc = pnl_veth_attach(host, cont, &req, NULL, &err);
+			if (rc != -EXFULL)
+				break;
+			usleep(500);
+		}
 		pnl_sock_close(cont);
 		close(fd);
 		if (rc < 0)

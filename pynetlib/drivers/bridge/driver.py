@@ -16,6 +16,7 @@ import contextlib
 import secrets
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 
 from pynetlib import codec, netlabel
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 TAG = "pynetlib"
 HOST_IF_PREFIX = "pnl"
 GATEWAY_REQUEST = {"RequestAddressType": netlabel.GATEWAY}
+#: how long a join waits for ports on their way out when its bridge is full (seconds)
+BRIDGE_FULL_WAIT = 5.0
 _ENDPOINT_OPTIONS = {netlabel.PORT_MAP, netlabel.EXPOSED_PORTS, netlabel.MAC_ADDRESS,
                      netlabel.GENERIC_DATA}
 
@@ -686,17 +689,18 @@ class BridgeDriver(Driver):
                             alias=endpoint_tag(self._sid, eid), lo_up=target.lo_up)
 
             try:
-                attach()
+                self._with_bridge_room(attach)
             except ObjectExistsError:
                 # Our own veth of an earlier join may still be on its way out (the kernel
                 # destroys it with the old namespace, or the reaper has it): remove it
                 # now and try once more. A device that is not ours is never touched.
                 if not self._remove_own_leftover(host, hname, eid):
                     raise
-                attach()
+                self._with_bridge_room(attach)
         else:
-            host.veth_create(hname, "pnp" + eid[:12], mac=None, peer_mac=ep.mac, mtu=net.cfg.Mtu or None,
-                             master=net.bridge, up=True, alias=endpoint_tag(self._sid, eid))
+            self._with_bridge_room(lambda: host.veth_create(
+                hname, "pnp" + eid[:12], mac=None, peer_mac=ep.mac, mtu=net.cfg.Mtu or None,
+                master=net.bridge, up=True, alias=endpoint_tag(self._sid, eid)))
         try:                                     # from here on, failures unplug again
             if target is not None:
                 jinfo.plumbed(1, target.ifname)
@@ -749,6 +753,25 @@ class BridgeDriver(Driver):
             errors.append(e)
         if errors:
             raise errors[0]
+
+    def _with_bridge_room(self, plug):
+        """Run ``plug`` (which puts a port on a bridge). A bridge has at most 1023
+        ports, and with many live containers the ports on their way out (the reaper's
+        batch, namespaces the kernel is still destroying) can fill it: then delete the
+        reaper's batch at once and wait for the kernel, for a bounded time."""
+        deadline = None
+        while True:
+            try:
+                return plug()
+            except OSError as e:
+                if e.errno != errno.EXFULL:
+                    raise
+                if deadline is None:
+                    deadline = time.monotonic() + BRIDGE_FULL_WAIT
+                    self.flush_teardown()
+                elif time.monotonic() > deadline:
+                    raise
+                time.sleep(0.002)
 
     def _remove_own_leftover(self, host, hname: str, eid: str) -> bool:
         try:

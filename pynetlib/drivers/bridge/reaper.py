@@ -60,8 +60,7 @@ class Reaper:
         with self._cv:
             self._pending += 1
             self._start()
-            if self._pending >= self.max_backlog:
-                self._cv.notify_all()
+            self._cv.notify_all()            # starts the batch's max_delay clock
         return True
 
     def flush(self, timeout: float = 10.0) -> None:
@@ -70,6 +69,7 @@ class Reaper:
             if self._pending == 0:
                 return
             target = self._batches + (2 if self._busy else 1)
+            self._flush_now = True
             self._start()
             self._cv.notify_all()
             end = time.monotonic() + timeout
@@ -85,6 +85,7 @@ class Reaper:
             return self._pending
 
     _busy = False
+    _flush_now = False
 
     def _start(self) -> None:
         if self._thread is None and not self._stopping:
@@ -101,8 +102,14 @@ class Reaper:
                         self._cv.wait()
                     if self._pending == 0 and self._stopping:
                         return
-                    if self._pending < self.max_backlog and not self._stopping:
-                        self._cv.wait(self.max_delay)
+                    deadline = time.monotonic() + self.max_delay
+                    while (self._pending < self.max_backlog and not self._stopping
+                           and not self._flush_now):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cv.wait(left)
+                    self._flush_now = False
                     self._pending = 0
                     self._busy = True
                 t0 = time.perf_counter()
