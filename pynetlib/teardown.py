@@ -41,8 +41,7 @@ class DeferredTeardown:
             if not self._stopping:
                 self._jobs[key] = job
                 self._start()
-                if len(self._jobs) >= self.max_backlog:
-                    self._cv.notify_all()
+                self._cv.notify_all()            # starts the batch's max_delay clock
                 return
         _run(key, job)
 
@@ -85,8 +84,13 @@ class DeferredTeardown:
                     self._cv.wait()
                 if not self._jobs:
                     return
-                if len(self._jobs) < self.max_backlog and not self._stopping:
-                    self._cv.wait(self.max_delay)
+                deadline = time.monotonic() + self.max_delay
+                while self._jobs and len(self._jobs) < self.max_backlog \
+                        and not self._stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
                 batch, self._jobs = self._jobs, {}
                 events = {k: threading.Event() for k in batch}
                 self._running.update(events)

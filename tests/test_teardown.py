@@ -290,3 +290,21 @@ def test_every_reaper_batch_runs_within_its_delay(tmp_path, make_netns):
     assert ctrl.audit() == []
     net.delete()
     ctrl.close()
+
+
+def test_every_namespace_teardown_batch_runs_within_its_delay(tmp_path):
+    """Not only the first batch: a namespace left after an earlier batch goes within
+    max_delay too, without a flush."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("null", "nsdelay")
+    for i in range(3):
+        ep = net.create_endpoint(f"e{i}")
+        key = ep.join(f"nd{i}").sandbox_key
+        ep.leave(f"nd{i}")
+        deadline = time.monotonic() + 10                # max_delay is 50 ms
+        while os.path.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not os.path.exists(key), f"batch {i} did not run"
+        ep.delete()
+    net.delete()
+    ctrl.close()
