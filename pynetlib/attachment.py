@@ -21,7 +21,7 @@ from pynetlib.driverinfo import JoinInfo, PlumbTarget
 from pynetlib.endpoint import ContainerData, interfaces_from_json
 from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerIDError,
                              InvalidJoinError, NoContainerError, NoSuchEndpointError,
-                             NoSuchNetworkError)
+                             NoSuchNetworkError, NotFoundError)
 from pynetlib.failpoints import failpoint
 from pynetlib.names import check_container_id
 from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, prepare_files, sandbox_key
@@ -407,7 +407,10 @@ def _withdraw_addresses(ep, sb, record) -> None:
              if a is not None]
     if not addrs or not record.get("ifnames"):
         return
-    sock = sb.netns.socket()
+    try:
+        sock = sb.netns.socket()
+    except NotFoundError:
+        return                  # the runtime removed its namespace already
     for name in record["ifnames"]:
         for a in addrs:
             try:

@@ -105,22 +105,27 @@ def attach_many(ctrl, specs) -> list:
 
 
 def _undo_attach(ctrl, steps, done) -> None:
+    """Best effort, step by step: one undo that fails does not stop the others."""
     started = {id(s) for s in done}
     failed = next((s for s in steps if id(s) not in started), None)
+    undo = []
     # Joins never started: their intents back to 'created' (before the done ones
     # leave, so a shared sandbox goes with the last of them).
     for s in steps:
         if id(s) not in started and s is not failed:
-            attachment.close_leave(ctrl, s.ep, s.args.container_id, None, defer=False)
+            undo.append((s, lambda s=s: attachment.close_leave(
+                ctrl, s.ep, s.args.container_id, None, defer=False)))
     for s in reversed(done):
-        net = s.ep._net
-        attachment._unplumb(ctrl, net, s.ep, s.sb, s.done["record"], raise_=False)
-        attachment.close_leave(ctrl, s.ep, s.args.container_id, s.sb, defer=False)
-    for s in steps:
+        def leave(s=s):
+            attachment._unplumb(ctrl, s.ep._net, s.ep, s.sb, s.done["record"], raise_=False)
+            attachment.close_leave(ctrl, s.ep, s.args.container_id, s.sb, defer=False)
+        undo.append((s, leave))
+    undo += [(s, lambda s=s: s.ep._net._delete_endpoint_locked(s.ep)) for s in steps]
+    for s, fn in undo:
         try:
-            s.ep._net._delete_endpoint_locked(s.ep)
+            fn()
         except Exception:
-            log.exception("attach_many: deleting endpoint %s again", s.ep.name)
+            log.exception("attach_many: undoing endpoint %s", s.ep.name)
 
 
 def detach_many(ctrl, endpoints) -> None:

@@ -18,6 +18,8 @@ import time
 import weakref
 from typing import Callable
 
+from pynetlib.batching import wait_for_batch
+
 log = logging.getLogger(__name__)
 
 
@@ -80,17 +82,11 @@ class DeferredTeardown:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._jobs and not self._stopping:
-                    self._cv.wait()
-                if not self._jobs:
+                if not wait_for_batch(self._cv, lambda: len(self._jobs),
+                                      max_delay=self.max_delay,
+                                      max_backlog=self.max_backlog,
+                                      stopping=lambda: self._stopping):
                     return
-                deadline = time.monotonic() + self.max_delay
-                while self._jobs and len(self._jobs) < self.max_backlog \
-                        and not self._stopping:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cv.wait(left)
                 batch, self._jobs = self._jobs, {}
                 events = {k: threading.Event() for k in batch}
                 self._running.update(events)

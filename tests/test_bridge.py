@@ -416,7 +416,7 @@ def test_join_on_a_network_another_controller_made_later(ctrl, tmp_path):
     """The bridge's ifindex of a network loaded from the records (made by another
     process after this one started) is looked up, not taken as 0."""
     other = pynetlib.Controller(ctrl.state_dir, host_routes=lambda: [])
-    net = other.new_network("bridge", "later", bridge_opts(AddressIPv4="10.85.0.1/16"))
+    other.new_network("bridge", "later", bridge_opts(AddressIPv4="10.85.0.1/16"))
     other.close()
     ep = ctrl.network_by_name("later").create_endpoint("e")
     key = ep.join("lc").sandbox_key
@@ -425,4 +425,3 @@ def test_join_on_a_network_another_controller_made_later(ctrl, tmp_path):
     ep.leave("lc")
     ep.delete()
     ctrl.network_by_name("later").delete()
-    del net

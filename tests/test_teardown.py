@@ -308,3 +308,29 @@ def test_every_namespace_teardown_batch_runs_within_its_delay(tmp_path):
         ep.delete()
     net.delete()
     ctrl.close()
+
+
+def test_leave_after_the_runtime_removed_its_namespace(tmp_path):
+    """The runtime deleted its own namespace before the leave, after this controller
+    started and before it ever opened it: the leave still completes."""
+    state = str(tmp_path / "state")
+    ctrl = pynetlib.Controller(state, host_routes=lambda: [])
+    net = ctrl.new_network("bridge", "gone", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                      "10.159.0.1/16"}})
+    subprocess.run(["ip", "netns", "add", "rtgone"], check=True)
+    ep = net.create_endpoint("e")
+    ep.join("rg", netns_path="/run/netns/rtgone")
+    ctrl.close()
+    c = pynetlib.Controller(state, host_routes=lambda: [])
+    subprocess.run(["ip", "netns", "del", "rtgone"], check=True)
+    e = c.network_by_name("gone").endpoint_by_name("e")
+    e.leave("rg")
+    e.delete()
+    c.flush_teardown()
+    deadline = time.monotonic() + 30                    # the kernel's own async cleanup
+    while f"pnl{ep.id[:12]}" in links() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"pnl{ep.id[:12]}" not in links()
+    assert c.audit() == []
+    c.network_by_name("gone").delete()
+    c.close()

@@ -186,14 +186,18 @@ def sandbox_inspect(args, backend: Backend) -> int:
     return OK
 
 
+def _print_findings(args, items: list, none: str) -> None:
+    if _json(args):
+        output.as_json(items)
+    elif items:
+        output.lines(items)
+    else:
+        print(none)
+
+
 def audit(args, backend: Backend) -> int:
     found = backend.audit()
-    if _json(args):
-        output.as_json(found)
-    elif found:
-        output.lines(found)
-    else:
-        print("no discrepancies")
+    _print_findings(args, found, "no discrepancies")
     if found:
         sys.stderr.write(f"pynetlib: error: audit found {len(found)} discrepanc"
                          f"{'y' if len(found) == 1 else 'ies'}; `pynetlib reconcile` "
@@ -203,11 +207,5 @@ def audit(args, backend: Backend) -> int:
 
 
 def reconcile(args, backend: Backend) -> int:
-    repairs = backend.reconcile()
-    if _json(args):
-        output.as_json(repairs)
-    elif repairs:
-        output.lines(repairs)
-    else:
-        print("nothing to repair")
+    _print_findings(args, backend.reconcile(), "nothing to repair")
     return OK

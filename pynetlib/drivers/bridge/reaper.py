@@ -21,6 +21,7 @@ import threading
 import time
 import weakref
 
+from pynetlib.batching import wait_for_batch
 from pynetlib.kernel import NetlinkSocket
 
 log = logging.getLogger(__name__)
@@ -98,17 +99,12 @@ class Reaper:
         try:
             while True:
                 with self._cv:
-                    while self._pending == 0 and not self._stopping:
-                        self._cv.wait()
-                    if self._pending == 0 and self._stopping:
+                    if not wait_for_batch(self._cv, lambda: self._pending,
+                                          max_delay=self.max_delay,
+                                          max_backlog=self.max_backlog,
+                                          stopping=lambda: self._stopping,
+                                          hurry=lambda: self._flush_now):
                         return
-                    deadline = time.monotonic() + self.max_delay
-                    while (self._pending < self.max_backlog and not self._stopping
-                           and not self._flush_now):
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cv.wait(left)
                     self._flush_now = False
                     self._pending = 0
                     self._busy = True
