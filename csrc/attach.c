@@ -106,8 +106,10 @@ int pnl_veth_attach(struct pnl_sock *host, struct pnl_sock *cont,
 		pnl_err_set(err, sub.index >= 0 ? 2 + sub.index : 2, rc, sub.msg);
 		goto rollback;
 	}
-	if (res)
+	if (res) {
 		res->cont_ifindex = info.ifindex;
+		res->host_ifindex = info.link;          /* the peer of the container end */
+	}
 	return 0;
 
 rollback:

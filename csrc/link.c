@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if.h>
+#include <linux/if_bridge.h>
 #include <linux/if_link.h>
 #include <linux/veth.h>
 #include <string.h>
@@ -286,6 +287,32 @@ int pnl_link_set_bridge_port(struct pnl_sock *sock, int ifindex, int hairpin, in
 		pnl_req_put_u8(&r, IFLA_BRPORT_MODE, hairpin ? 1 : 0);
 	if (isolated >= 0)
 		pnl_req_put_u8(&r, IFLA_BRPORT_ISOLATED, isolated ? 1 : 0);
+	pnl_req_nest_end(&r, nest);
+	return pnl_sock_exec(sock, &r, NULL, NULL, err);
+}
+
+int pnl_link_retire_port(struct pnl_sock *sock, int ifindex, unsigned int group,
+			 struct pnl_err *err)
+{
+	unsigned char buf[128];
+	struct pnl_req r;
+	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+	struct ifinfomsg bri = { .ifi_family = AF_BRIDGE, .ifi_index = ifindex };
+	size_t nest;
+
+	pnl_err_clear(err);
+	if (ifindex <= 0)
+		return pnl_err_set(err, -1, -EINVAL, "no device named");
+	if (group == 0)
+		return pnl_err_set(err, -1, -EINVAL, "group 0 is every device's default group");
+	/* Two requests in one send: the group first, so that a device whose port state
+	 * cannot change is still deleted with its group. */
+	pnl_req_init(&r, buf, sizeof(buf));
+	pnl_req_msg(&r, RTM_SETLINK, NLM_F_ACK, &ifi, sizeof(ifi));
+	pnl_req_put_u32(&r, IFLA_GROUP, group);
+	pnl_req_msg(&r, RTM_SETLINK, NLM_F_ACK, &bri, sizeof(bri));
+	nest = pnl_req_nest_start(&r, IFLA_PROTINFO);
+	pnl_req_put_u8(&r, IFLA_BRPORT_STATE, BR_STATE_DISABLED);
 	pnl_req_nest_end(&r, nest);
 	return pnl_sock_exec(sock, &r, NULL, NULL, err);
 }

@@ -11,7 +11,6 @@ inside the sandbox, and whether this endpoint provides the default routes.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pynetlib.driverinfo import JoinInfo, PlumbTarget
 from pynetlib.endpoint import ContainerData, interfaces_from_json
 from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerIDError,
                              InvalidJoinError, NoContainerError, NoSuchEndpointError,
-                             NoSuchNetworkError, NotFoundError)
+                             NoSuchNetworkError)
 from pynetlib.failpoints import failpoint
 from pynetlib.names import check_container_id
 from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, prepare_files, sandbox_key
@@ -377,10 +376,6 @@ def unplug_leave(step: LeaveStep) -> None:
     ep, sb, record = step.ep, step.sb, step.record
     net = ep._net
     failpoint("endpoint.leave.before_kernel")
-    try:
-        _withdraw_addresses(ep, sb, record)
-    except Exception as e:
-        step.errors.append(e)
     if step.last and sb is not None and sb.kind == OWNED and not record.get("moved"):
         # The container's namespace goes (on the teardown thread), and the kernel
         # destroys the veth pairs inside with it, asynchronously and in batches.
@@ -395,29 +390,6 @@ def end_leave(step: LeaveStep) -> None:
     close_leave(ctrl, step.ep, step.cid, step.sb)
     if step.errors:
         raise step.errors[0]
-
-
-def _withdraw_addresses(ep, sb, record) -> None:
-    """Take the endpoint's addresses off its interface in the sandbox at once (one cheap
-    request each): a namespace whose teardown is still pending, or that a container's
-    processes keep alive, never holds an address the pool may hand out again."""
-    if sb is None or sb.kind == DEFAULT or record.get("moved"):
-        return                  # moved devices go back to the host with their addresses
-    addrs = [a for i in ep._interfaces() for a in (i.address(), i.address_ipv6())
-             if a is not None]
-    if not addrs or not record.get("ifnames"):
-        return
-    try:
-        sock = sb.netns.socket()
-    except NotFoundError:
-        return                  # the runtime removed its namespace already
-    for name in record["ifnames"]:
-        for a in addrs:
-            try:
-                sock.addr_delete(name, a)
-            except OSError as e:
-                if e.errno not in (errno.ENODEV, errno.EADDRNOTAVAIL, errno.ENOENT):
-                    raise
 
 
 def finish_leave(ctrl, net, ep, sb, record) -> list[BaseException]:

@@ -135,8 +135,12 @@ def reconcile(ctrl) -> list[str]:
             sb.destroy()
             actions.append(f"sandbox {cid}: removed (no endpoint joined)")
 
-    # 5. tagged kernel objects no record names
+    # 5. tagged kernel objects no record names; then the addresses that deleted
+    # endpoints' devices held (those devices are gone now)
     actions += _remove_orphans(ctrl)
+    settle = getattr(ctrl._drivers.get("bridge"), "settle_quarantine", None)
+    if settle is not None:
+        actions += settle()
     store.meta_set("boot_id", now)
     for a in actions:
         log.info("reconcile: %s", a)

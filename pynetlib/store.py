@@ -246,6 +246,7 @@ class Store:
         if durable:
             c.execute("PRAGMA synchronous = FULL")
         self._local.undo = []
+        self._local.done = []
         try:
             try:
                 c.execute("BEGIN IMMEDIATE")
@@ -269,8 +270,12 @@ class Store:
                 c.execute("ROLLBACK")
                 self._run_undo()
                 raise StoreError(f"store {self.path}: commit failed: {e}") from None
+            done, self._local.done = self._local.done, []
+            for fn in done:
+                fn()
         finally:
             self._local.undo = []
+            self._local.done = []
             if durable:
                 c.execute("PRAGMA synchronous = NORMAL")
 
@@ -279,6 +284,13 @@ class Store:
         if not self.in_tx():
             raise StoreError("on_rollback outside a transaction")
         self._local.undo.append(fn)
+
+    def on_commit(self, fn) -> None:
+        """Run ``fn`` once the current transaction has committed (dropped on rollback).
+        ``fn`` must not raise: the transaction is committed already."""
+        if not self.in_tx():
+            raise StoreError("on_commit outside a transaction")
+        self._local.done.append(fn)
 
     def _run_undo(self) -> None:
         for fn in reversed(getattr(self._local, "undo", [])):

@@ -13,7 +13,7 @@ import pytest
 
 from pynetlib.errors import (BadRequestError, InvalidNameError, KernelError,
                              ObjectExistsError)
-from pynetlib.kernel import NetlinkSocket, Netns, attach_veth
+from pynetlib.kernel import NetlinkSocket, Netns, attach_veth, attach_veth_pair
 
 pytestmark = [
     pytest.mark.kernel,
@@ -118,10 +118,11 @@ def test_attach_plumbs_the_container(host, container, ipr_in):
 
 def test_attach_minimal_without_addresses(host, container, ipr_in):
     cname, cns = container()
-    idx = attach_veth(host.sock, cns, "vethM", "eth1")
+    idx, hidx = attach_veth_pair(host.sock, cns, "vethM", "eth1")
     c = ipr_in(cname)
     l = plink(c, "eth1")
     assert l["index"] == idx and l["flags"] & IFF_UP
+    assert plink(host.ipr, "vethM")["index"] == hidx
     assert list(c.get_addr(family=socket.AF_INET, index=idx)) == []
     h = plink(host.ipr, "vethM")
     assert h.get("IFLA_MASTER") is None and h["flags"] & IFF_UP

@@ -255,6 +255,42 @@ def test_link_set_mtu_mac_alias_group(ns):
     assert plink(ns.ipr, "v1").get("IFLA_MTU") == 1500  # the peer is unchanged
 
 
+def _port_state(name: str, ns_name: str) -> str:
+    import json
+    import subprocess
+    out = subprocess.run(["ip", "-n", ns_name, "-j", "-d", "link", "show", "dev", name],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]["linkinfo"]["info_slave_data"]["state"]
+
+
+def test_retire_port_disables_the_port_and_sets_the_group_without_putting_it_down(ns):
+    ns.sock.bridge_create("br0", up=True)
+    ns.sock.veth_create("v0", "v1", master="br0", up=True)
+    ns.sock.link_set("v1", up=True)
+    assert _port_state("v0", ns.name) == "forwarding"
+    ns.sock.retire_port(plink(ns.ipr, "v0")["index"], 4242)
+    l = plink(ns.ipr, "v0")
+    assert l.get("IFLA_GROUP") == 4242 and l["flags"] & IFF_UP
+    assert _port_state("v0", ns.name) == "disabled"
+    assert plink(ns.ipr, "v1").get("IFLA_GROUP") == 0              # the peer is unchanged
+
+
+def test_retire_port_of_a_device_on_no_bridge_only_sets_the_group(ns):
+    ns.sock.veth_create("v0", "v1")
+    ns.sock.retire_port("v0", 4243)
+    assert plink(ns.ipr, "v0").get("IFLA_GROUP") == 4243
+
+
+def test_retire_port_refuses_a_missing_device_and_group_0(ns):
+    ns.sock.veth_create("v0", "v1")
+    before = snapshot(ns.ipr)
+    with pytest.raises(ObjectNotFoundError):
+        ns.sock.retire_port(9999, 4244)
+    with pytest.raises(KernelError):
+        ns.sock.retire_port("v0", 0)
+    assert snapshot(ns.ipr) == before
+
+
 def test_link_set_rename_by_name_and_by_index(ns):
     ns.sock.bridge_create("old0")
     idx = plink(ns.ipr, "old0")["index"]

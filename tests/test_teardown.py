@@ -15,6 +15,7 @@ import pytest
 import pynetlib
 from pynetlib import netlabel
 from pynetlib.drivers.bridge.reaper import REAP_GROUP
+from pynetlib.errors import IPAlreadyAllocatedError
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
     os.environ.get("PYNETLIB_TEST_SANDBOX") != "1", reason="needs the isolated test run")]
@@ -59,9 +60,15 @@ def test_leave_of_owned_sandbox_deletes_namespace_and_devices_go(tmp_path):
     ctrl.close()
 
 
+def _ping(ns: str, ip: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", "-W1", ip],
+                          capture_output=True).returncode == 0
+
+
 def test_leave_with_a_persistent_namespace_uses_the_reaper(tmp_path, make_netns):
-    """The runtime's own namespace stays: the veth is put down at once, into the reap
-    group, and deleted in one batch with the others."""
+    """The runtime's own namespace stays: the veth's bridge port is disabled at once
+    (nothing is forwarded, checked with traffic), it goes into the reap group, and it
+    is deleted in one batch with the others."""
     ctrl = new_ctrl(tmp_path)
     net = ctrl.new_network("bridge", "r", {netlabel.GENERIC_DATA: {"AddressIPv4":
                                                                    "10.151.0.1/16"}})
@@ -70,15 +77,18 @@ def test_leave_with_a_persistent_namespace_uses_the_reaper(tmp_path, make_netns)
     for ep, ns in zip(eps, names):
         ep.join(f"rp-{ns}", netns_path=f"/run/netns/{ns}")
     drv = ctrl._drivers["bridge"]
+    drv._reaper().max_delay = 60                         # keep them pending: look at them
+    assert _ping(names[0], "10.151.0.1")
     for ep, ns in zip(eps, names):
         ep.leave(f"rp-{ns}")
-        dev = links().get(f"pnl{ep.id[:12]}")
-        if dev is not None:                              # not reaped yet: down, in group
-            assert "UP" not in dev["flags"] and dev.get("group") in (str(REAP_GROUP),
-                                                                     REAP_GROUP, "0x706e6c72")
+    for ep in eps:
+        dev = links()[f"pnl{ep.id[:12]}"]
+        assert dev.get("group") in (str(REAP_GROUP), REAP_GROUP, "0x706e6c72")
+        assert dev["linkinfo"]["info_slave_data"]["state"] == "disabled"
+    assert not _ping(names[0], "10.151.0.1")             # the bridge forwards nothing
     ctrl.flush_teardown()
     assert not [n for n in links() if n.startswith("pnl")]
-    assert drv._reap.deleted_batches <= 3                # batched, not one per device
+    assert drv._reap.deleted_batches == 1                # batched, not one per device
     for ns in names:                                     # the runtime's namespaces stay
         assert os.path.exists(f"/run/netns/{ns}")
         inner = subprocess.run(["ip", "-n", ns, "-j", "link"], capture_output=True,
@@ -154,11 +164,6 @@ def test_namespace_teardown_is_deferred_and_a_rejoin_waits_for_it(tmp_path):
     old = _ns_inode(key)
     ep.leave("again")
     assert ctrl._teardown.backlog == 1 and os.path.exists(key)
-    # the address is off the interface at once: the pool may hand it out again
-    out = subprocess.run(["ip", "-n", os.path.basename(key), "-j", "addr"],
-                         capture_output=True, text=True, check=True).stdout
-    assert not [a for l in json.loads(out) for a in l.get("addr_info", [])
-                if a.get("local", "").startswith("10.154.")]
     assert ctrl.sandboxes() == []                       # the records are final already
     key2 = ep.join("again").sandbox_key
     assert key2 == key and _ns_inode(key) != old
@@ -174,6 +179,76 @@ def test_namespace_teardown_is_deferred_and_a_rejoin_waits_for_it(tmp_path):
     assert c.audit() == []
     c.network_by_name("r").endpoint_by_name("e").delete()
     c.network_by_name("r").delete()
+    c.close()
+
+
+def _addresses_in(ns: str) -> list[str]:
+    out = subprocess.run(["ip", "-n", ns, "-j", "-4", "addr"], capture_output=True,
+                         text=True, check=True).stdout
+    return [a["local"] for l in json.loads(out) for a in l.get("addr_info", [])]
+
+
+@pytest.mark.parametrize("runtime_netns", [False, True])
+def test_a_deleted_endpoints_address_is_held_until_its_device_is_gone(tmp_path, make_netns,
+                                                                       runtime_netns):
+    """leave + delete return before the reaper and the teardown thread have removed the
+    devices. While a device that carries the address exists, IPAM keeps the address;
+    a request for it (a container restarted with the same static address) deletes the
+    old device first, then gets it."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "q", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.158.0.1/16"}})
+    ctrl._teardown.max_delay = 60                       # keep both kinds of teardown
+    ctrl._drivers["bridge"]._reaper().max_delay = 60     # pending for this test
+    ns = make_netns("ext") if runtime_netns else None
+    pool = "LocalDefault/10.158.0.0/16"
+    ep = net.create_endpoint("e", ipv4="10.158.0.9/16")
+    key = ep.join("qc", netns_path=f"/run/netns/{ns}" if ns else None).sandbox_key
+    ep.leave("qc")
+    ep.delete()
+    old_dev = f"pnl{ep.id[:12]}"
+    assert old_dev in links()
+    assert "10.158.0.9" in _addresses_in(os.path.basename(key))  # still on the device
+    assert ctrl.ipam.is_allocated(pool, "10.158.0.9")          # so IPAM holds it
+    again = net.create_endpoint("other", ipv4="10.158.0.9/16")
+    assert old_dev not in links()                       # the old device went first
+    if ns:
+        assert "10.158.0.9" not in _addresses_in(ns)
+    again.delete()
+    ctrl.flush_teardown()
+    assert not ctrl.ipam.is_allocated(pool, "10.158.0.9")
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
+def test_a_crash_with_addresses_held_is_recovered(tmp_path, make_netns):
+    """The process dies after delete with the device still pending: the next
+    controller deletes the device and only then releases the address."""
+    state = str(tmp_path / "state")
+    ns = make_netns("ext")
+    child = textwrap.dedent(f"""
+        import os, pynetlib
+        from pynetlib import netlabel
+        c = pynetlib.Controller({state!r}, host_routes=lambda: [])
+        net = c.new_network("bridge", "k", {{netlabel.GENERIC_DATA: {{
+            "AddressIPv4": "10.159.0.1/16"}}}})
+        c._drivers["bridge"]._reaper().max_delay = 60
+        ep = net.create_endpoint("e", ipv4="10.159.0.7/16")
+        ep.join("kq", netns_path="/run/netns/{ns}")
+        ep.leave("kq")
+        ep.delete()
+        os._exit(0)                                     # no close: the batch never runs
+    """)
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "10.159.0.7" in _addresses_in(ns)            # left behind, held
+    c = pynetlib.Controller(state, host_routes=lambda: [])     # reconcile
+    assert "10.159.0.7" not in _addresses_in(ns)
+    assert c.audit() == []
+    net = c.network_by_name("k")
+    net.create_endpoint("again", ipv4="10.159.0.7/16").delete()
+    net.delete()
     c.close()
 
 

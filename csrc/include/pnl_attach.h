@@ -33,6 +33,7 @@ struct pnl_attach_req {
 
 struct pnl_attach_result {
 	int cont_ifindex;               /* the container end, in the container's namespace */
+	int host_ifindex;               /* the host end */
 };
 
 void pnl_attach_req_init(struct pnl_attach_req *req);

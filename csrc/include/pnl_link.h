@@ -76,6 +76,11 @@ int pnl_link_delete_many(struct pnl_sock *sock, const int *ifindexes, int n, str
 int pnl_link_set_bridge_port(struct pnl_sock *sock, int ifindex, int hairpin, int isolated,
 			     struct pnl_err *err);
 /* Kernel-side lookup by ifindex, or by name when ifindex is 0. */
+/* Takes a bridge port out of service without the RCU wait of putting it down: moves
+ * the device to link group `group` and sets its port state to disabled (the bridge
+ * forwards nothing to or from it), pipelined in one send. */
+int pnl_link_retire_port(struct pnl_sock *sock, int ifindex, unsigned int group,
+			 struct pnl_err *err);
 int pnl_link_get(struct pnl_sock *sock, int ifindex, const char *ifname,
 		 struct pnl_link_info *out, struct pnl_err *err);
 /* Dumps every device; fills up to max entries and returns how many exist (may be > max). */

@@ -6,12 +6,12 @@
 - :func:`attach_veth`: a container's whole veth attach in three round trips.
 """
 
-from pynetlib.kernel.attach import attach_veth
+from pynetlib.kernel.attach import attach_veth, attach_veth_pair
 from pynetlib.kernel.netlink import LinkInfo, NetlinkSocket
 from pynetlib.kernel.netns import DEFAULT_RUNDIR, Netns, current_inode, delete as delete_netns
 from pynetlib.kernel.netns import enter as enter_netns, prepare_rundir
 
 __all__ = [
-    "attach_veth", "LinkInfo", "NetlinkSocket", "Netns", "DEFAULT_RUNDIR", "current_inode",
+    "attach_veth", "attach_veth_pair", "LinkInfo", "NetlinkSocket", "Netns", "DEFAULT_RUNDIR", "current_inode",
     "delete_netns", "enter_netns", "prepare_rundir",
 ]

@@ -36,18 +36,26 @@ def _put_address(req, cbuf, version: int, address, gateway) -> None:
         setattr(req, fields[3], cbuf(g.packed, "unsigned char[]"))
 
 
-def attach_veth(host: NetlinkSocket, netns: Netns, host_name: str, cont_name: str = "eth0", *,
-                bridge: Link | None = None, mtu: int | None = None, mac: str | None = None,
-                address: "ipaddress.IPv4Interface | str | None" = None,
-                gateway: "ipaddress.IPv4Address | str | None" = None,
-                address6: "ipaddress.IPv6Interface | str | None" = None,
-                gateway6: "ipaddress.IPv6Address | str | None" = None,
-                alias: str | None = None, group: int | None = None,
-                lo_up: bool = True) -> int:
+def attach_veth(host: NetlinkSocket, netns: Netns, host_name: str, cont_name: str = "eth0",
+                **kwargs) -> int:
     """Plumb a container: veth ``host_name`` (on ``bridge``, up) whose peer ``cont_name``
     is created inside ``netns`` (with ``mac``/``mtu``, up), then lo up, the addresses and
     the default routes inside ``netns``. Returns the container end's ifindex. On failure
-    the veth is removed again and a KernelError says which step failed."""
+    the veth is removed again and a KernelError says which step failed. Keyword
+    arguments: those of :func:`attach_veth_pair`."""
+    return attach_veth_pair(host, netns, host_name, cont_name, **kwargs)[0]
+
+
+def attach_veth_pair(host: NetlinkSocket, netns: Netns, host_name: str,
+                     cont_name: str = "eth0", *,
+                     bridge: Link | None = None, mtu: int | None = None, mac: str | None = None,
+                     address: "ipaddress.IPv4Interface | str | None" = None,
+                     gateway: "ipaddress.IPv4Address | str | None" = None,
+                     address6: "ipaddress.IPv6Interface | str | None" = None,
+                     gateway6: "ipaddress.IPv6Address | str | None" = None,
+                     alias: str | None = None, group: int | None = None,
+                     lo_up: bool = True) -> tuple[int, int]:
+    """:func:`attach_veth`; returns the ifindexes of (the container end, the host end)."""
     keep = []
     req = ffi.new("struct pnl_attach_req *")
     lib.pnl_attach_req_init(req)
@@ -80,4 +88,4 @@ def attach_veth(host: NetlinkSocket, netns: Netns, host_name: str, cont_name: st
     if rc < 0:
         step = _STEPS[err.index] if 0 <= err.index < 2 else "container address/route setup"
         check(rc, err, f"attach ({step})", host_name)
-    return res.cont_ifindex
+    return res.cont_ifindex, res.host_ifindex

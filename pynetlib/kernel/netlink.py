@@ -285,6 +285,16 @@ class NetlinkSocket:
             -1 if isolated is None else int(bool(isolated)), err)
         check(rc, err, "bridge port set", str(link))
 
+    def retire_port(self, link: Link, group: int) -> None:
+        """Take a bridge port out of service at once, without the RCU wait of putting
+        it down: into link group ``group`` and port state disabled (one send). A device
+        that is on no bridge only changes group."""
+        g = validate.u32(group, "link group")
+        err = new_err()
+        rc = lib.pnl_link_retire_port(self._sock(), self.index(link), g, err)
+        if rc < 0 and not (err.index == 1 and -rc == errno.EOPNOTSUPP):
+            raise_for(rc, err, "retire port", str(link))
+
     def link_delete(self, link: Link) -> None:
         idx, nm = self._target(link)
         err = new_err()

@@ -23,10 +23,12 @@ from pynetlib import codec, netlabel
 from pynetlib.driverapi import Driver
 from pynetlib.drivers.bridge.config import (DriverConfig, InvalidConfigError, NetworkConfig,
                                             parse_driver_config, parse_network_config)
-from pynetlib.errors import (ActiveEndpointsError, ForbiddenError, ObjectExistsError,
-                             IPOutOfRangeError, NotFoundError)
-from pynetlib.kernel import NetlinkSocket, attach_veth, validate
-from pynetlib.store import CorruptStoreError, dumps, loads
+from pynetlib.drivers.bridge.quarantine import AddressQuarantine
+from pynetlib.errors import (ActiveEndpointsError, ForbiddenError, IPAlreadyAllocatedError,
+                             IPOutOfRangeError, NoAvailableIPsError, NotFoundError,
+                             ObjectExistsError)
+from pynetlib.kernel import NetlinkSocket, attach_veth_pair, validate
+from pynetlib.store import CorruptStoreError, dumps, loads, owner_alive
 from pynetlib.types import PortBinding, TransportPort
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class _Endpoint:
     v6: ipaddress.IPv6Interface | None
     bindings: list[PortBinding] = field(default_factory=list)
     exposed: list[TransportPort] = field(default_factory=list)
+    #: the host end's ifindex while this process has it joined (not recorded)
+    host_index: int = field(default=0, compare=False)
 
     def to_json(self) -> dict:
         return codec.encode({"eid": self.eid, "mac": self.mac, "v4": self.v4, "v6": self.v6,
@@ -150,6 +154,7 @@ class BridgeDriver(Driver):
         self._fw_gen: int | None = None      # the store's fwgen this process last saw
         self._ports = port_allocator
         self._reap = None
+        self._quarantine = AddressQuarantine(store, ipam, self._reaper, self._host)
 
     # -- persistence (the driver's records: kv rows of owner "bridge") -------------------
     def _tx(self):
@@ -179,15 +184,17 @@ class BridgeDriver(Driver):
                         from None
                 self._store.on_rollback(lambda: self._forget(net.nid))
 
-    def _drop_records(self, nid: str, eid: str | None = None) -> None:
+    def _drop_records(self, nid: str, ep: "_Endpoint | None" = None) -> None:
         if self._store is not None:
             with self._store.tx() as c:
-                if eid is None:
+                if ep is None:
                     c.execute("DELETE FROM kv WHERE owner='bridge' AND (key=? OR key LIKE ? "
-                              "OR key LIKE ?)", ("net/" + nid, f"ep/{nid}/%", f"mac/{nid}/%"))
+                              "OR key LIKE ? OR key LIKE ?)", ("net/" + nid, f"ep/{nid}/%",
+                                                              f"mac/{nid}/%", f"q/{nid}/%"))
                 else:
-                    c.execute("DELETE FROM kv WHERE owner='bridge' AND (key=? OR (key LIKE ? "
-                              "AND value=?))", (f"ep/{nid}/{eid}", f"mac/{nid}/%", dumps(eid)))
+                    c.execute("DELETE FROM kv WHERE owner='bridge' AND (key=? OR (key=? AND "
+                              "value=?))", (f"ep/{nid}/{ep.eid}",
+                                            f"mac/{nid}/{ep.mac.lower()}", dumps(ep.eid)))
                 self._store.on_rollback(lambda: self._forget(nid))
 
     def _forget(self, nid: str) -> None:
@@ -480,6 +487,7 @@ class BridgeDriver(Driver):
             self._prune(net)
             if net.endpoints:
                 raise ActiveEndpointsError(nid, nid)
+        self._quarantine.settle(nid)     # its deleted endpoints' devices gone, addresses free
         errors: list[BaseException] = []
 
         def attempt(fn):
@@ -579,14 +587,14 @@ class BridgeDriver(Driver):
                     raise IPOutOfRangeError(v4.ip, net.pool4,
                                             f"invalid address {v4.ip}: it does not belong "
                                             f"to the network's subnet {net.subnet4}")
-                ipam.request_address(net.pool4, v4.ip)
+                self._request(net, net.pool4, v4.ip)
                 undo.append(lambda: ipam.release_address(net.pool4, v4.ip))
             if v6 is not None:
                 if net.subnet6 is None or v6.ip not in net.subnet6:
                     raise IPOutOfRangeError(v6.ip, net.pool6 or "",
                                             f"invalid address {v6.ip}: it does not belong "
                                             "to the network's IPv6 subnet")
-                ipam.request_address(net.pool6, v6.ip)
+                self._request(net, net.pool6, v6.ip)
                 undo.append(lambda: ipam.release_address(net.pool6, v6.ip))
             have_mac = iface.mac_address() or mac
             new_mac = None if iface.mac_address() else (
@@ -604,7 +612,7 @@ class BridgeDriver(Driver):
             return _Endpoint(eid, iface.mac_address(), iface.address(), iface.address_ipv6())
         if mac:
             self._check_mac(net, mac)       # before any reservation moves a cursor
-        v4 = ipam.request_address(net.pool4)
+        v4 = self._request(net, net.pool4)
         undo.append(lambda: ipam.release_address(net.pool4, v4.ip))
         if not mac:
             mac = mac_from_ipv4(v4.ip)
@@ -613,13 +621,23 @@ class BridgeDriver(Driver):
         ep_info.add_interface(1, mac, v4, v6)
         return _Endpoint(eid, mac, v4, v6)
 
+    def _request(self, net: _Network, pool: str, address=None):
+        """An address from IPAM. Taken or exhausted while deleted endpoints' devices
+        hold addresses (quarantine.py): delete those devices now and try again."""
+        try:
+            return self._ipam.request_address(pool, address)
+        except (IPAlreadyAllocatedError, NoAvailableIPsError):
+            if not self._quarantine.settle(net.nid):
+                raise
+        return self._ipam.request_address(pool, address)
+
     def _allocate_v6(self, net: _Network, mac: str, undo) -> ipaddress.IPv6Interface:
         ipam = self._ipam
         preferred = None
         if net.subnet6.prefixlen <= 80:
             host = int(mac.replace(":", ""), 16)
             preferred = net.subnet6.network_address + host
-        v6 = ipam.request_address(net.pool6, preferred)
+        v6 = self._request(net, net.pool6, preferred)
         undo.append(lambda: ipam.release_address(net.pool6, v6.ip))
         return v6
 
@@ -656,10 +674,14 @@ class BridgeDriver(Driver):
                 alloc = self._port_alloc()
                 for b in ep.bindings:
                     alloc.release(b.proto, b.host_ip, b.host_port)
-            for pool, iface in ((net.pool4, ep.v4), (net.pool6, ep.v6)):
-                if iface is not None and pool is not None:
-                    self._ipam.release_address(pool, iface.ip)
-            self._drop_records(nid, eid)
+            addrs = [(pool, iface.ip) for pool, iface in ((net.pool4, ep.v4),
+                                                          (net.pool6, ep.v6))
+                     if iface is not None and pool is not None]
+            # Held while a device that may carry them still exists (see quarantine.py).
+            if not self._quarantine.hold(nid, eid, host_ifname(eid), addrs):
+                for pool, ip in addrs:
+                    self._ipam.release_address(pool, ip)
+            self._drop_records(nid, ep)
             del net.endpoints[eid]
             net.macs.pop(ep.mac.lower(), None)
 
@@ -680,13 +702,13 @@ class BridgeDriver(Driver):
         host = self._host()
         if target is not None:
             def attach():
-                attach_veth(host, target.netns, hname, target.ifname,
+                ep.host_index = attach_veth_pair(host, target.netns, hname, target.ifname,
                             bridge=self._bridge_index(net),
                             mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
                             gateway=net.gateway4 if (target.route4 and ep.v4) else None,
                             address6=ep.v6,
                             gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
-                            alias=endpoint_tag(self._sid, eid), lo_up=target.lo_up)
+                            alias=endpoint_tag(self._sid, eid), lo_up=target.lo_up)[1]
 
             try:
                 self._with_bridge_room(attach)
@@ -746,9 +768,11 @@ class BridgeDriver(Driver):
             except Exception as e:
                 errors.append(e)
         try:
-            # Down at once (the port stops forwarding, so the address is safe to reuse);
-            # deleted by the reaper with others, sharing one RCU grace period.
-            self._reaper().submit(self._host(), hname)
+            # Out of service at once (the bridge forwards nothing to or from the port);
+            # deleted by the reaper with others, sharing one RCU grace period. Until
+            # then the endpoint's addresses stay out of IPAM (quarantine.py).
+            dev, ep.host_index = ep.host_index or hname, 0
+            self._quarantine.retired(ep.eid, self._reaper().submit(self._host(), dev))
         except OSError as e:
             errors.append(e)
         if errors:
@@ -801,6 +825,10 @@ class BridgeDriver(Driver):
             reap = self._reap
         if reap is not None:
             reap.flush()
+
+    def settle_quarantine(self) -> list[str]:
+        """Release every quarantined address now (reconcile, after a crash)."""
+        return self._quarantine.settle()
 
     # -- audit ----------------------------------------------------------------------
     def audit_network(self, nid: str, endpoints: dict[str, str]) -> list[str]:
@@ -879,6 +907,15 @@ class BridgeDriver(Driver):
         if net.bridge_ip4 is not None:
             want.add(net.bridge_ip4.ip)
         want |= {ep.v4.ip for ep in eps.values() if ep.v4 is not None}
+        problems = []
+        for key, rec in self._quarantine.records(nid).items():
+            # held until their device is gone; a dead process's: reconcile releases them
+            want |= {ipaddress.ip_address(ip) for pool, ip in rec.get("addrs", [])
+                     if pool == net.pool4}
+            if not owner_alive(rec.get("owner")):
+                problems.append(f"network {nid}: addresses {[a for _, a in rec['addrs']]} "
+                                f"are held for endpoint {key.rsplit('/', 1)[1]} by a process "
+                                "that is gone (reconcile releases them)")
         if net.cfg.FixedCIDR is not None:
             # IPAM lists the pool's range only; a gateway or a static address outside
             # the range is held in the subnet's bitmap, where the range never allocates
@@ -887,8 +924,8 @@ class BridgeDriver(Driver):
             have = set(listing(net.pool4))
         except Exception as e:
             return [f"network {nid}: IPAM pool {net.pool4} does not load: {e}"]
-        problems = [f"network {nid}: address {a} is recorded but free in IPAM pool "
-                    f"{net.pool4} (it could be handed out twice)" for a in sorted(want - have)]
+        problems += [f"network {nid}: address {a} is recorded but free in IPAM pool "
+                     f"{net.pool4} (it could be handed out twice)" for a in sorted(want - have)]
         problems += [f"network {nid}: address {a} is allocated in IPAM pool {net.pool4} but "
                      "no record holds it (leaked)" for a in sorted(have - want)]
         return problems
@@ -896,7 +933,7 @@ class BridgeDriver(Driver):
     def owned_devices(self, *, include_pending: bool = True) -> list[tuple[str, str, str, int]]:
         """(kind, id, name, ifindex) of every device in the host namespace tagged with
         this store's id: for reconcile and audit. ``include_pending=False`` leaves out
-        the devices waiting in the reap group (down, deleted soon)."""
+        the devices waiting in the reap group (retired, deleted soon)."""
         from pynetlib.drivers.bridge.reaper import REAP_GROUP
 
         out = []
@@ -904,7 +941,7 @@ class BridgeDriver(Driver):
             t = parse_device_tag(link.alias) if link.alias else None
             if t is None or t[0] != self._sid:
                 continue
-            if not include_pending and link.group == REAP_GROUP and not link.up:
+            if not include_pending and link.group == REAP_GROUP:
                 continue
             out.append((t[1], t[2], link.name, link.index))
         return out

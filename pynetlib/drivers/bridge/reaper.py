@@ -2,14 +2,16 @@
 
 Deleting a network device makes the kernel wait out an RCU grace period (about 15-20 ms
 here), but devices deleted together share one wait. So a leave does not delete its veth:
-it puts the host end down and into the reap group (one cheap netlink request: the port
-stops forwarding at once), and the reaper deletes the whole group in one request,
-within ``max_delay`` seconds or as soon as ``max_backlog`` devices wait. It runs on its
-own netlink socket, so its long request never holds up anyone else's. ``flush()``
-deletes the group now; ``close()`` flushes and stops.
+it retires the host end (into the reap group, its bridge port disabled: one cheap send,
+and the bridge forwards nothing to or from it at once), and the reaper deletes the whole
+group in one request, within ``max_delay`` seconds or as soon as ``max_backlog`` devices
+wait. It runs on its own netlink socket, so its long request never holds up anyone
+else's. ``flush()`` deletes the group now; ``close()`` flushes and stops.
 
-After a crash, devices left in the reap group are tagged orphans: reconcile removes
-them like any other.
+Every submit returns a ticket: the batch that deletes the device. ``after(ticket, fn)``
+runs ``fn`` once that batch is done (the driver releases the addresses the device may
+still carry then). After a crash, devices left in the reap group are tagged orphans:
+reconcile removes them like any other.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import threading
 import time
 import weakref
+from typing import Callable
 
 from pynetlib.batching import wait_for_batch
 from pynetlib.kernel import NetlinkSocket
@@ -39,7 +42,10 @@ class Reaper:
         self.max_backlog = max_backlog
         self._cv = threading.Condition()
         self._pending = 0           # devices submitted since the last batch started
-        self._batches = 0           # batches finished (for flush waiters)
+        self._started = 0           # batches started
+        self._deleted = 0           # batches whose devices are gone (their tickets done)
+        self._batches = 0           # batches finished, what waited on them run too
+        self._after: dict[int, list[Callable[[], None]]] = {}
         self._thread: threading.Thread | None = None
         self._sock: NetlinkSocket | None = None
         self._stopping = False
@@ -49,27 +55,43 @@ class Reaper:
         ref = weakref.ref(self)
         atexit.register(lambda: ref() is not None and ref().close())
 
-    def submit(self, sock: NetlinkSocket, link) -> bool:
-        """Put ``link`` down and into the reap group (through the caller's socket).
-        False when the device is already gone."""
+    def submit(self, sock: NetlinkSocket, link) -> int | None:
+        """Retire the bridge port ``link`` into the reap group (through the caller's
+        socket). Returns the ticket of the batch that deletes it; None when the device
+        is already gone."""
         try:
-            sock.link_set(link, up=False, group=self.group)
+            sock.retire_port(link, self.group)
         except OSError as e:
             if e.errno == errno.ENODEV:
-                return False
+                return None
             raise
         with self._cv:
             self._pending += 1
             self._start()
             self._cv.notify_all()            # starts the batch's max_delay clock
-        return True
+            return self._started + 1
+
+    def done(self, ticket: int) -> bool:
+        """Whether the batch of ``ticket`` has deleted its devices."""
+        with self._cv:
+            return self._deleted >= ticket
+
+    def after(self, ticket: int, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the batch of ``ticket`` is done: now, on this thread, if it
+        is; else on the reaper's thread, before flush() returns."""
+        with self._cv:
+            if self._deleted < ticket:
+                self._after.setdefault(ticket, []).append(fn)
+                return
+        _call(fn)
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Delete everything submitted so far before returning."""
+        """Delete everything submitted so far (and run what waits on it) before
+        returning."""
         with self._cv:
-            if self._pending == 0:
+            target = self._started + (1 if self._pending else 0)
+            if self._batches >= target:
                 return
-            target = self._batches + (2 if self._busy else 1)
             self._flush_now = True
             self._start()
             self._cv.notify_all()
@@ -85,7 +107,6 @@ class Reaper:
         with self._cv:
             return self._pending
 
-    _busy = False
     _flush_now = False
 
     def _start(self) -> None:
@@ -107,7 +128,8 @@ class Reaper:
                         return
                     self._flush_now = False
                     self._pending = 0
-                    self._busy = True
+                    self._started += 1
+                    ticket = self._started
                 t0 = time.perf_counter()
                 try:
                     self._sock.link_delete_group(self.group)
@@ -116,8 +138,13 @@ class Reaper:
                         log.warning("reaper: deleting link group %#x: %s", self.group, e)
                 self.last_batch_seconds = time.perf_counter() - t0
                 with self._cv:
-                    self._busy = False
-                    self._batches += 1
+                    self._deleted = ticket
+                    due = [fn for t in sorted(self._after) if t <= ticket
+                           for fn in self._after.pop(t)]
+                for fn in due:
+                    _call(fn)
+                with self._cv:
+                    self._batches = ticket
                     self.deleted_batches += 1
                     self._cv.notify_all()
         finally:
@@ -133,3 +160,10 @@ class Reaper:
             t.join(30)
         with self._cv:
             self._thread = None
+
+
+def _call(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("reaper: after a batch")
