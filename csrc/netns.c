@@ -136,6 +136,75 @@ fail_unlink:
 	return pnl_err_set(err, -1, rc, NULL);
 }
 
+int pnl_netns_new(int want_lo_up, int timeout_ms, int *fd_out, struct pnl_sock **sock_out,
+		  struct pnl_err *err)
+{
+	struct pnl_sock *sock = NULL;
+	int saved, fd = -1, rc = 0;
+
+	pnl_err_clear(err);
+	if (!fd_out)
+		return pnl_err_set(err, -1, -EINVAL, "no fd to return the namespace in");
+	*fd_out = -1;
+	if (sock_out)
+		*sock_out = NULL;
+	rc = pnl_failpoint_check("netns.create");
+	if (rc < 0)
+		return pnl_err_set(err, -1, rc, "injected by failpoint netns.create");
+	saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (saved < 0)
+		return pnl_err_set(err, -1, -errno, NULL);
+	if (unshare(CLONE_NEWNET) < 0) {
+		rc = -errno;
+		close(saved);
+		return pnl_err_set(err, -1, rc, NULL);
+	}
+	/* From here the thread is in the new namespace until pnl_ns_restore. */
+	fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		rc = -errno;
+	if (rc == 0 && (sock_out || want_lo_up))
+		rc = pnl_sock_open(-1, timeout_ms, &sock);
+	pnl_ns_restore(saved);
+	if (rc == 0 && want_lo_up)
+		rc = lo_up(sock, err);
+	if (rc < 0) {
+		pnl_sock_close(sock);
+		if (fd >= 0)
+			close(fd);          /* the namespace goes with its last reference */
+		return pnl_err_set(err, -1, rc, NULL);
+	}
+	*fd_out = fd;
+	if (sock_out)
+		*sock_out = sock;
+	else
+		pnl_sock_close(sock);
+	return 0;
+}
+
+int pnl_netns_bind(int netns_fd, const char *rundir, const char *name)
+{
+	char path[4096], src[64];
+	int fd, rc;
+
+	rc = ns_path(path, sizeof(path), rundir, name);
+	if (rc < 0)
+		return rc;
+	if (netns_fd < 0)
+		return -EBADF;
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", netns_fd);
+	fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	if (mount(src, path, "none", MS_BIND, NULL) < 0) {
+		rc = -errno;
+		unlink(path);
+		return rc;
+	}
+	return 0;
+}
+
 int pnl_netns_open(const char *path, int *fd_out)
 {
 	struct statfs sfs;

@@ -23,7 +23,7 @@ from pynetlib.errors import (BadRequestError, ForbiddenError, InvalidContainerID
                              NoSuchNetworkError)
 from pynetlib.failpoints import failpoint
 from pynetlib.names import check_container_id
-from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, prepare_files, sandbox_key
+from pynetlib.sandbox import DEFAULT, EXTERNAL, OWNED, default_paths, sandbox_key
 from pynetlib.store import dumps, loads, owner_token
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class JoinStep:
     sb: object = None
     done: dict | None = None
     paths: tuple = ()
-    record_paths: tuple = (None, None)      # the sandbox record's files, when it exists
+    record_paths: tuple = (None, None)      # the sandbox record's files
 
 
 def begin_join(ep, args: JoinArgs) -> JoinStep:
@@ -109,9 +109,7 @@ def begin_join(ep, args: JoinArgs) -> JoinStep:
     ctrl = net._ctrl
     key, kind = sandbox_key(ctrl.store_id, args.container_id, ctrl.netns_dir,
                             args.use_default_sandbox, args.netns_path)
-    plan, new_sandbox, paths = _intent(ctrl, net, ep, args.container_id, key, kind,
-                                       args.use_default_sandbox, args.netns_path,
-                                       args.move_interfaces)
+    plan, new_sandbox, paths = _intent(ctrl, net, ep, args, key, kind)
     return JoinStep(ep, args, plan, new_sandbox, record_paths=paths)
 
 
@@ -122,7 +120,7 @@ def plumb_join(step: JoinStep) -> None:
     net = ep._net
     ctrl = net._ctrl
     cid = a.container_id
-    if step.new_sandbox:
+    if step.new_sandbox:        # its record names the files: they are written below
         sb = ctrl._sandbox_handle(cid, plan["sandbox_key"], plan["kind"])
     else:                       # the container's files exist: extend them
         sb = ctrl._sandbox_handle(cid, plan["sandbox_key"], plan["kind"],
@@ -133,7 +131,6 @@ def plumb_join(step: JoinStep) -> None:
         failpoint("endpoint.join.before_kernel")
         if step.new_sandbox:
             ctrl._teardown.take(cid)             # the container's previous sandbox
-            prepare_files(sb)
             if plan["kind"] == OWNED:
                 sb.create_namespace(ctrl.netns_dir)
         done = _plumb(ctrl, net, ep, sb, plan, dict(a.generic))
@@ -157,13 +154,16 @@ def commit_join(c, step: JoinStep) -> None:
     cid = step.args.container_id
     c.execute("UPDATE endpoints SET state='attached', join_info=? WHERE id=?",
               (dumps(step.done["record"]), step.ep.id))
-    c.execute("UPDATE sandboxes SET hosts_path=?, resolv_conf_path=? WHERE "
-              "container_id=?", (step.paths[0], step.paths[1], cid))
+    if tuple(step.paths) != tuple(step.record_paths):
+        c.execute("UPDATE sandboxes SET hosts_path=?, resolv_conf_path=? WHERE "
+                  "container_id=?", (step.paths[0], step.paths[1], cid))
 
 
-def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
+def _intent(ctrl, net, ep, args: JoinArgs, key, kind):
     """Commit 'attaching' with the plan; returns (plan, whether the sandbox is new, the
-    existing sandbox record's (hosts path, resolv.conf path))."""
+    sandbox record's (hosts path, resolv.conf path))."""
+    cid, use_default, netns_path = args.container_id, args.use_default_sandbox, args.netns_path
+    move = args.move_interfaces
     with ctrl.store.tx() as c:
         row = c.execute("SELECT state, container_id, interfaces FROM endpoints WHERE id=?",
                         (ep.id,)).fetchone()
@@ -177,10 +177,13 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
         sb = c.execute("SELECT key, kind, hosts_path, resolv_conf_path FROM sandboxes WHERE "
                        "container_id=?", (cid,)).fetchone()
         new = sb is None
-        if new:
-            c.execute("INSERT INTO sandboxes (container_id, key, kind) VALUES (?, ?, ?)",
-                      (cid, key, kind))
+        if new:         # the files the first join writes (_write_files), known already
+            hp, rp = default_paths(ctrl._files_root, cid)
+            paths = (args.hosts_path or hp, args.resolv_conf_path or rp)
+            c.execute("INSERT INTO sandboxes (container_id, key, kind, hosts_path, "
+                      "resolv_conf_path) VALUES (?, ?, ?, ?, ?)", (cid, key, kind, *paths))
         else:
+            paths = (sb[2], sb[3])
             want = DEFAULT if use_default else EXTERNAL if netns_path else OWNED
             if sb[1] != want or (want == EXTERNAL and sb[0] != key):
                 raise BadRequestError(f"container {cid} already has sandbox {sb[0]}; a join "
@@ -207,7 +210,7 @@ def _intent(ctrl, net, ep, cid, key, kind, use_default, netns_path, move=True):
                 "owner": owner_token(), "move": move}
         c.execute("UPDATE endpoints SET state='attaching', container_id=?, join_info=? "
                   "WHERE id=?", (cid, dumps(plan), ep.id))
-    return plan, new, (None, None) if new else (sb[2], sb[3])
+    return plan, new, paths
 
 
 def _plumb(ctrl, net, ep, sb, plan, generic) -> dict:

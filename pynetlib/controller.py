@@ -25,10 +25,11 @@ from pynetlib.names import check_name
 from pynetlib.network import Network, new_id
 from pynetlib.sandbox import Sandbox
 from pynetlib.store import Store, dumps, open_store, owner_token
+from pynetlib.netnspool import NamespacePool, check_pool_size
 from pynetlib.teardown import DeferredTeardown
 
 DEFAULT_STATE_DIR = "/var/lib/pynetlib"
-_OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile",
+_OPTIONS = {"netns_dir", "ipam", "host_routes", "store", "reconcile", "netns_pool_size",
             # remote driver (pynetlib.drivers.remote.activation.PLUGIN_OPTIONS)
             "plugin_dirs", "plugin_connect_timeout", "plugin_call_timeout", "plugin_retries"}
 
@@ -51,7 +52,9 @@ class Controller:
     /run/netns by default), ``ipam`` (an allocator to use instead of the store-backed
     default), ``host_routes`` (a callable listing the host's routed networks, for the
     default pools), ``store="memory"`` (keep the records in memory only: benchmarks and
-    tests), ``reconcile=False`` (do not reconcile when opening). A network type with no
+    tests), ``reconcile=False`` (do not reconcile when opening), ``netns_pool_size``
+    (namespaces kept ready for new sandboxes, made off the caller's path: see
+    pynetlib/netnspool.py; 0, the default, makes each when needed). A network type with no
     registered driver is looked up as a plugin (docs/remote.md): ``plugin_dirs`` (default
     Docker's), ``plugin_connect_timeout``, ``plugin_call_timeout``, ``plugin_retries``.
     """
@@ -66,6 +69,7 @@ class Controller:
             raise BadRequestError(f"netns_dir must be an absolute path: {self.netns_dir!r}")
         if options.get("store", "disk") not in ("disk", "memory"):
             raise BadRequestError("store must be 'disk' or 'memory'")
+        pool_size = check_pool_size(options.get("netns_pool_size", 0))
         self.global_store = global_store
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         self._files_root = os.path.join(self.state_dir, "containers")
@@ -82,6 +86,7 @@ class Controller:
         self._host_ns: Netns | None = None
         self._teardown = DeferredTeardown()
         self._closed = False
+        self._netns_pool: NamespacePool | None = None
         try:
             from pynetlib.drivers.remote import PluginActivator
 
@@ -91,6 +96,8 @@ class Controller:
             self._plugins.activate_stored(self)
             if options.get("reconcile", True):
                 self.reconcile()
+            if pool_size:
+                self._netns_pool = NamespacePool(pool_size)
         except BaseException:
             self.store.close()
             raise
@@ -409,6 +416,8 @@ class Controller:
             sandboxes, self._sandboxes = list(self._sandboxes.values()), {}
         for sb in sandboxes:
             sb.close()
+        if self._netns_pool is not None:
+            self._netns_pool.close()
         self._teardown.close()
         for d in list(self._drivers.values()):
             closer = getattr(d, "close", None)

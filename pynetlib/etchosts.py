@@ -59,10 +59,15 @@ def write_atomic(path: str, data: str, mode: int = 0o644, *, fresh: bool = False
 
     Callers hold :func:`path_lock` for ``path``, so one temporary name per path is
     enough; the directory must exist. ``fresh``: the file is new in a directory nobody
-    reads yet, so it is created in place (one system call less on the join path)."""
+    reads yet, so it is created in place (one system call less on the join path); a
+    leftover there (a crash's) is replaced."""
     if fresh:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC |
-                     os.O_NOFOLLOW, mode)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags, mode)
+        except FileExistsError:
+            os.unlink(path)
+            fd = os.open(path, flags, mode)
         try:
             os.write(fd, data.encode())
         finally:

@@ -47,6 +47,12 @@ def sandbox_key(store_id: str, container_id: str, netns_dir: str, use_default: b
     return os.path.join(netns_dir, netns_name_for(store_id, container_id)), OWNED
 
 
+def default_paths(files_dir: str, container_id: str) -> tuple[str, str]:
+    """(hosts, resolv.conf) of a container whose joins name no other files."""
+    return (os.path.join(files_dir, container_id + ".hosts"),
+            os.path.join(files_dir, container_id + ".resolv.conf"))
+
+
 class Sandbox:
     """A container's network stack. ``key`` is the path of its namespace."""
 
@@ -57,8 +63,7 @@ class Sandbox:
         self.kind = kind
         self.files_dir = files_dir
         #: the container's own files, unless a join names other paths
-        self.default_hosts = os.path.join(files_dir, container_id + ".hosts")
-        self.default_resolv = os.path.join(files_dir, container_id + ".resolv.conf")
+        self.default_hosts, self.default_resolv = default_paths(files_dir, container_id)
         self.lo_pending = False
         self._netns: Netns | None = None
         self._destroyed = False
@@ -85,20 +90,27 @@ class Sandbox:
             return self._netns
 
     def create_namespace(self, netns_dir: str) -> None:
-        """Make the namespace of an owned sandbox (its socket comes with it). Its lo is
-        brought up by the first join's pipeline (see ``lo_pending``)."""
+        """Make the namespace of an owned sandbox (its socket comes with it): one from
+        the controller's warm pool if it has one ready (lo is up already), else a new
+        one (its lo is brought up by the first join's pipeline: see ``lo_pending``)."""
         name = os.path.basename(self.key)
-        try:
-            ns = Netns.create(name, netns_dir, lo_up=False, with_socket=True)
-        except ObjectExistsError:
-            # The record of this sandbox is ours, so the file is a leftover: another
-            # process's teardown still pending, or a crash's. Replace it.
-            remove_owned_namespace(self.key)
-            ns = Netns.create(name, netns_dir, lo_up=False, with_socket=True)
+        pool = self._ctrl._netns_pool
+        ns = pool.take() if pool is not None else None
+        if ns is not None:
+            try:
+                _replacing_leftover(self.key, lambda: ns.bind(name, netns_dir))
+            except BaseException:
+                ns.close()
+                raise
+            lo_pending = False
+        else:
+            ns = _replacing_leftover(self.key, lambda: Netns.create(
+                name, netns_dir, lo_up=False, with_socket=True))
+            lo_pending = True
         with self._lock:
             self._netns = ns
             self._destroyed = False
-            self.lo_pending = True
+            self.lo_pending = lo_pending
 
     def close(self) -> None:
         with self._lock:
@@ -129,6 +141,17 @@ class Sandbox:
         remove_files(self)
 
 
+def _replacing_leftover(key: str, make):
+    """``make()`` the namespace file ``key``. The record of the sandbox is ours, so a
+    file already there is a leftover (another process's teardown still pending, or a
+    crash's): it is replaced."""
+    try:
+        return make()
+    except ObjectExistsError:
+        remove_owned_namespace(key)
+        return make()
+
+
 def remove_files(sb: "Sandbox") -> None:
     for path in (sb.default_hosts, sb.default_resolv):
         try:
@@ -145,8 +168,3 @@ def remove_owned_namespace(key: str) -> None:
     except OSError:
         if os.path.lexists(key):
             raise
-
-
-def prepare_files(sb: "Sandbox") -> None:
-    """No stale files of the container (a crash may have left some)."""
-    remove_files(sb)

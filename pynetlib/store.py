@@ -12,6 +12,11 @@ instant. Transactions that define networks ask for ``durable=True``: they commit
 sandbox records are not fsynced: after a power loss the kernel objects they describe
 are gone too (containers and namespaces do not survive a reboot), and reconcile
 notices the new boot id and starts from the networks.
+
+Checkpoints (copying the WAL back into the database, with its fsyncs) run on a
+background thread, every ``CHECKPOINT_EVERY`` commits of this process, instead of
+inside whichever commit crosses SQLite's threshold: an operation's commit never waits
+for a disk flush.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pynetlib.errors import InternalError, TimeoutError
 SCHEMA_VERSION = 2
 DB_NAME = "pynetlib.db"
 BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_EVERY = 200            # commits of this process between two checkpoints
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -188,6 +194,9 @@ class Store:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._commits = 0
+        self._ckpt_due = threading.Event()
+        self._ckpt_thread: threading.Thread | None = None
         self._migrate()
 
     # -- connections ----------------------------------------------------------------
@@ -212,6 +221,8 @@ class Store:
                                          f"({mode})")
                 c.execute("PRAGMA synchronous = NORMAL")
                 c.execute("PRAGMA foreign_keys = ON")
+                if not self._uri:
+                    c.execute("PRAGMA wal_autocheckpoint = 0")   # see _checkpoint_loop
             except sqlite3.DatabaseError as e:
                 c.close()
                 raise CorruptStoreError(f"store {self.path} is unreadable: {e}") from None
@@ -221,8 +232,43 @@ class Store:
                 self._conns.append(c)
         return c
 
+    # -- checkpoints ----------------------------------------------------------------
+    def _committed(self) -> None:
+        if self._uri:
+            return
+        with self._conns_lock:
+            self._commits += 1
+            if self._commits % CHECKPOINT_EVERY:
+                return
+            if self._ckpt_thread is None and not self._closed:
+                self._ckpt_thread = threading.Thread(target=self._checkpoint_loop,
+                                                     name="pynetlib-checkpoint", daemon=True)
+                self._ckpt_thread.start()
+        self._ckpt_due.set()
+
+    def _checkpoint_loop(self) -> None:
+        while True:
+            self._ckpt_due.wait()
+            self._ckpt_due.clear()
+            if self._closed:
+                return
+            try:
+                # PASSIVE: copies what no reader still needs, never blocks a writer.
+                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except (sqlite3.Error, StoreError):
+                pass                            # the next one catches up
+
     def close(self) -> None:
+        if not self._closed and not self._uri and self._commits:
+            try:            # what this process wrote, back into the database file
+                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except (sqlite3.Error, StoreError):
+                pass
         self._closed = True
+        self._ckpt_due.set()
+        t = self._ckpt_thread
+        if t is not None and t is not threading.current_thread():
+            t.join(30)
         with self._conns_lock:
             conns, self._conns = self._conns, []
         for c in conns:
@@ -270,6 +316,7 @@ class Store:
                 c.execute("ROLLBACK")
                 self._run_undo()
                 raise StoreError(f"store {self.path}: commit failed: {e}") from None
+            self._committed()
             done, self._local.done = self._local.done, []
             for fn in done:
                 fn()

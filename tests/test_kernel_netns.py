@@ -128,6 +128,37 @@ def test_create_existing_name_is_eexist_and_leaves_it_untouched(make_netns):
         assert {l.get("IFLA_IFNAME") for l in n.get_links()} == {"lo", "keep0"}
 
 
+def test_new_namespace_has_no_file_until_bound(ns_name):
+    from pyroute2 import NetNS
+
+    before = set(os.listdir(RUNDIR))
+    ns = Netns.new(with_socket=True)
+    try:
+        assert ns.path is None and set(os.listdir(RUNDIR)) == before
+        assert ns.inode != thread_inode()
+        ns.socket().bridge_create("nwbr0")
+        name = ns_name()
+        ns.bind(name)
+        path = os.path.join(RUNDIR, name)
+        assert ns.path == path and os.stat(path).st_ino == ns.inode
+        assert name in ip_netns_list()
+        with NetNS(name) as n:                          # the same namespace, by its file
+            assert {l.get("IFLA_IFNAME") for l in n.get_links()} == {"lo", "nwbr0"}
+        assert lo_flags(name) & IFF_UP
+        with pytest.raises(ObjectExistsError):           # a name is bound once
+            Netns.new().bind(name)
+    finally:
+        ns.delete()
+    assert not os.path.exists(path)
+
+
+def test_a_new_namespace_leaves_no_fd_behind():
+    fds = open_fds()
+    for _ in range(20):
+        Netns.new(with_socket=True, lo_up=False).close()
+    assert open_fds() == fds
+
+
 @pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "x" * 300, "-lead", "sp ace", "nul\0x", 7])
 def test_create_invalid_name(bad):
     before = sorted(os.listdir(RUNDIR))

@@ -17,6 +17,12 @@ int pnl_netns_rundir_prepare(const char *rundir);
  * timeout_ms; lo is brought up when lo_up is 1. Nothing is left behind on failure. */
 int pnl_netns_create(const char *rundir, const char *name, int lo_up, int timeout_ms,
 		     int *fd_out, struct pnl_sock **sock_out, struct pnl_err *err);
+/* Creates a network namespace held only by the returned O_CLOEXEC fd (*fd_out): no file,
+ * gone with its last reference. *sock_out (if not NULL): a netlink socket inside it. */
+int pnl_netns_new(int lo_up, int timeout_ms, int *fd_out, struct pnl_sock **sock_out,
+		  struct pnl_err *err);
+/* Binds the namespace netns_fd as the file rundir/name (created; -EEXIST if taken). */
+int pnl_netns_bind(int netns_fd, const char *rundir, const char *name);
 /* Opens a namespace by path (a bind-mounted file or /proc/PID/ns/net); -EINVAL when the
  * path is not a network namespace. */
 int pnl_netns_open(const char *path, int *fd_out);

@@ -77,6 +77,32 @@ class Netns:
         return ns
 
     @classmethod
+    def new(cls, *, lo_up: bool = True, with_socket: bool = False,
+            timeout: float = 5.0) -> "Netns":
+        """A new namespace held only by this handle (no file): it is gone once the
+        handle is closed, unless :meth:`bind` gave it a name first."""
+        from pynetlib.kernel.netlink import NetlinkSocket
+
+        fdp = ffi.new("int *")
+        sockp = ffi.new("struct pnl_sock **") if with_socket else ffi.NULL
+        err = new_err()
+        rc = lib.pnl_netns_new(1 if lo_up else 0, int(timeout * 1000), fdp, sockp, err)
+        check(rc, err, "netns create")
+        ns = cls(fdp[0])
+        if with_socket:
+            ns._sock = NetlinkSocket._adopt(sockp[0], ns)
+        return ns
+
+    def bind(self, name: str, rundir: str | None = None) -> None:
+        """Give this namespace the file ``rundir/name`` (ObjectExistsError if taken)."""
+        raw = validate.netns_name(name)
+        rd = _rundir(rundir)
+        prepare_rundir(rd.decode())
+        check(lib.pnl_netns_bind(self.fileno(), rd, raw), None, "netns bind", name)
+        self.name, self.rundir = name, rd.decode()
+        self.path = os.path.join(self.rundir, name)
+
+    @classmethod
     def open(cls, path: str) -> "Netns":
         """Open a namespace by path: a bind-mounted file or ``/proc/PID/ns/net``."""
         if not isinstance(path, str) or not path or "\0" in path:

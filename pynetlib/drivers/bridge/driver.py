@@ -154,6 +154,7 @@ class BridgeDriver(Driver):
         self._fw_gen: int | None = None      # the store's fwgen this process last saw
         self._ports = port_allocator
         self._reap = None
+        self._own_firewall = False            # made by this driver: closed with it
         self._quarantine = AddressQuarantine(store, ipam, self._reaper, self._host)
 
     # -- persistence (the driver's records: kv rows of owner "bridge") -------------------
@@ -266,6 +267,7 @@ class BridgeDriver(Driver):
                 from pynetlib.drivers.bridge.firewall import BridgeFirewall
 
                 self._firewall = BridgeFirewall()
+                self._own_firewall = True
             return self._firewall
 
     @contextlib.contextmanager
@@ -331,10 +333,15 @@ class BridgeDriver(Driver):
         with self._lock:
             sock, self._sock = self._sock, None
             reap, self._reap = self._reap, None
+            fw = self._firewall if self._own_firewall else None
+            if fw is not None:
+                self._firewall, self._own_firewall = None, False
         if reap is not None:
             reap.close()
         if sock is not None:
             sock.close()
+        if fw is not None:
+            fw.nft.close()
 
     # -- driver configuration ------------------------------------------------------
     def config(self, options: dict) -> None:
