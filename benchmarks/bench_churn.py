@@ -4,8 +4,8 @@ One lifecycle = a new container's sandbox, attach (``create_endpoint`` + ``join`
 detach (``leave`` + ``delete``), the sandbox's removal. With LIVE containers on the
 bridge, WORKERS threads run lifecycles until COUNT containers have passed. The same work
 in the same run by:
-- pynetlib through its public API (store on disk), one container at a time and a pod
-  at a time (the batch API);
+- pynetlib through its public API (store on disk), one container at a time, the same
+  with a warm namespace pool, and a pod at a time (the batch API);
 - the C loop over pynetlib's C library (netns create + attach + netns delete);
 - pyroute2 in-process (netns create, veth into it, bridge, up, address, route, netns
   remove);
@@ -18,7 +18,8 @@ descriptors at the start and the end of the run.
 
 Environment: PNL_CHURN_COUNT (10000), PNL_CHURN_LIVE (200), PNL_CHURN_SLOW_COUNT (the
 slower implementations' count, 400), PNL_CHURN_WORKERS ("1,2"), PNL_CHURN_POD (containers
-per batch call in the pod variant, 4).
+per batch call in the pod variant, 4), PNL_CHURN_NETNS_POOL (namespaces kept ready in the
+warm-pool variant, 16).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ LIVE = int(os.environ.get("PNL_CHURN_LIVE", "200"))
 SLOW_COUNT = int(os.environ.get("PNL_CHURN_SLOW_COUNT", "400"))
 WORKERS = [int(w) for w in os.environ.get("PNL_CHURN_WORKERS", "1,2").split(",")]
 POD = int(os.environ.get("PNL_CHURN_POD", "4"))
+NETNS_POOL = int(os.environ.get("PNL_CHURN_NETNS_POOL", "16"))
 CNI_DIR = "/usr/lib/cni"
 BRIDGE = "pnlchurn0"
 _seq = itertools.count(1)
@@ -136,15 +138,14 @@ def _run_workers(workers, count, one):
     return attach, detach
 
 
-@pytest.mark.benchmark(group="churn")
-def bench_churn_pynetlib(benchmark, env):
+def _churn_pynetlib(benchmark, env, impl: str) -> None:
     ctrl, net = env
     best = 0.0
     for workers in WORKERS:
         tag = f"{LIVE} live"
 
         def one(i):
-            name = f"c{workers}x{i}"
+            name = f"c{impl[-4:]}{workers}x{i}"
             t0 = time.perf_counter()
             ep = net.create_endpoint(name)
             ep.join(name)
@@ -163,13 +164,34 @@ def bench_churn_pynetlib(benchmark, env):
         rss1, fd1 = _rss_kb(), _fds()
         mem = (f"RSS {rss0} -> {rss1} KiB ({(rss1 - rss0) / rss0 * 100:+.1f} %), "
                f"fds {fd0} -> {fd1}")
-        rate = _report(f"{tag}, {workers} worker(s)", "pynetlib", COUNT, wall, cpu, attach,
+        rate = _report(f"{tag}, {workers} worker(s)", impl, COUNT, wall, cpu, attach,
                        detach, mem)
         best = max(best, rate)
-    figure(f"churn {LIVE} live: best lifecycles/s", "pynetlib", f"{best:.0f}/s")
+    figure(f"churn {LIVE} live: best lifecycles/s", impl, f"{best:.0f}/s")
     benchmark.extra_info["best_rate"] = best
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     assert ctrl.audit() == []
+
+
+@pytest.mark.benchmark(group="churn")
+def bench_churn_pynetlib(benchmark, env):
+    _churn_pynetlib(benchmark, env, "pynetlib")
+
+
+@pytest.mark.benchmark(group="churn")
+def bench_churn_pynetlib_netns_pool(benchmark, env):
+    """The same, with a warm pool of NETNS_POOL namespaces (what
+    ``Controller(netns_pool_size=...)`` makes), refilled by its thread during the run."""
+    from pynetlib.netnspool import NamespacePool
+
+    ctrl = env[0]
+    ctrl._netns_pool = NamespacePool(NETNS_POOL)
+    ctrl._netns_pool.wait_full()
+    try:
+        _churn_pynetlib(benchmark, env, "pynetlib-pool")
+    finally:
+        pool, ctrl._netns_pool = ctrl._netns_pool, None
+        pool.close()
 
 
 @pytest.mark.benchmark(group="churn")

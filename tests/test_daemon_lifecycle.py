@@ -141,8 +141,9 @@ def test_shutdown_waits_no_longer_than_its_timeout(tmp_path, sockets):
 
 # -- many clients ----------------------------------------------------------------------
 
-def test_sixteen_concurrent_clients_run_full_lifecycles(tmp_path, sockets):
-    d = start_daemon(str(tmp_path / "state"), os.path.join(sockets, "api.sock"))
+@pytest.mark.parametrize("pool", [[], ["--netns-pool-size", "4"]], ids=["", "netns-pool"])
+def test_sixteen_concurrent_clients_run_full_lifecycles(tmp_path, sockets, pool):
+    d = start_daemon(str(tmp_path / "state"), os.path.join(sockets, "api.sock"), *pool)
     c = d.client
     nid = c.create_network("busy", subnet="10.42.0.0/24")
     failures: list[str] = []

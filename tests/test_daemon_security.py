@@ -165,6 +165,8 @@ def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path, sockets):
     (["--tcp", "127.0.0.1:2377", "--tls-cert", "/nonexistent", "--tls-key", "/nonexistent",
       "--tls-client-ca", "/nonexistent"], "not a readable file"),
     (["--workers", "0"], "--workers"),
+    (["--netns-pool-size", "-1"], "--netns-pool-size"),
+    (["--netns-pool-size", "5000"], "--netns-pool-size"),
 ])
 def test_refuses_to_start_without_the_whole_tls_trio(tmp_path, sockets, extra, needle):
     path = os.path.join(sockets, "api.sock")

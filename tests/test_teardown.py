@@ -222,6 +222,38 @@ def test_a_deleted_endpoints_address_is_held_until_its_device_is_gone(tmp_path, 
     ctrl.close()
 
 
+def test_a_failed_reaper_batch_keeps_the_addresses_held(tmp_path, make_netns):
+    """The group delete fails (injected EBUSY): the devices may still exist, so their
+    addresses stay held; the next batch deletes them and only then releases them."""
+    from pynetlib import failpoints
+
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "f", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.163.0.1/16"}})
+    ns = make_netns("ext")
+    pool = "LocalDefault/10.163.0.0/16"
+    ep = net.create_endpoint("e", ipv4="10.163.0.5/16")
+    ep.join("fr", netns_path=f"/run/netns/{ns}")
+    reaper = ctrl._drivers["bridge"]._reaper()
+    reaper.max_delay = 60
+    ep.leave("fr")
+    ep.delete()
+    failpoints.arm("link.delete=errno:EBUSY*1")
+    try:
+        reaper.flush()                                   # the failing batch
+        assert reaper.deleted_batches == 1
+        assert f"pnl{ep.id[:12]}" in links()
+        assert ctrl.ipam.is_allocated(pool, "10.163.0.5")
+    finally:
+        failpoints.disarm_all()
+    ctrl.flush_teardown()                                # the next batch succeeds
+    assert f"pnl{ep.id[:12]}" not in links()
+    assert not ctrl.ipam.is_allocated(pool, "10.163.0.5")
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
 def test_a_crash_with_addresses_held_is_recovered(tmp_path, make_netns):
     """The process dies after delete with the device still pending: the next
     controller deletes the device and only then releases the address."""

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 from pynetlib.controller import DEFAULT_STATE_DIR
+from pynetlib.netnspool import MAX_POOL_SIZE
 
 DEFAULT_SOCKET = "/run/pynetlib/pynetlib.sock"
 DEFAULT_PLUGIN_SOCKET = "/run/docker/plugins/pynetlib.sock"
@@ -31,6 +32,7 @@ class DaemonConfig:
     tls_client_ca: str | None = None
     workers: int = DEFAULT_WORKERS
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    netns_pool_size: int = 0
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +65,9 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS",
                         help="on SIGTERM/SIGINT, how long to let requests in flight finish "
                              f"(default {DEFAULT_SHUTDOWN_TIMEOUT:g})")
+    parser.add_argument("--netns-pool-size", type=int, default=0, metavar="N",
+                        help="network namespaces to keep ready for new containers, made "
+                             f"off the request path (0 to {MAX_POOL_SIZE}; default 0: none)")
 
 
 def _group_id(text: str) -> int:
@@ -86,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         raise ConfigError("--workers must be from 1 to 256")
     if not args.shutdown_timeout >= 0:
         raise ConfigError("--shutdown-timeout must be 0 or more seconds")
+    if not 0 <= args.netns_pool_size <= MAX_POOL_SIZE:
+        raise ConfigError(f"--netns-pool-size must be from 0 to {MAX_POOL_SIZE}")
     tls = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key,
            "--tls-client-ca": args.tls_client_ca}
     if args.tcp is None and any(tls.values()):
@@ -107,4 +114,4 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         socket_group=_group_id(args.socket_group) if args.socket_group else None,
         plugin_socket=plugin_socket, tcp=args.tcp, tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, workers=args.workers,
-        shutdown_timeout=args.shutdown_timeout)
+        shutdown_timeout=args.shutdown_timeout, netns_pool_size=args.netns_pool_size)

@@ -162,7 +162,7 @@ def run(cfg: DaemonConfig, log: JsonLog) -> int:
     ctrl = None
     try:
         try:
-            ctrl = Controller(cfg.state_dir)
+            ctrl = Controller(cfg.state_dir, netns_pool_size=cfg.netns_pool_size)
         except (NetworkError, OSError) as e:
             log.event("fatal", message=f"cannot open the controller on {cfg.state_dir}: {e}")
             return 1

@@ -131,16 +131,24 @@ class Reaper:
                     self._started += 1
                     ticket = self._started
                 t0 = time.perf_counter()
+                deleted = True
                 try:
                     self._sock.link_delete_group(self.group)
                 except OSError as e:
                     if e.errno not in (errno.ENODEV, errno.ENOENT):
                         log.warning("reaper: deleting link group %#x: %s", self.group, e)
+                        deleted = False
                 self.last_batch_seconds = time.perf_counter() - t0
                 with self._cv:
-                    self._deleted = ticket
-                    due = [fn for t in sorted(self._after) if t <= ticket
-                           for fn in self._after.pop(t)]
+                    late = [fn for t in sorted(self._after) if t <= ticket
+                            for fn in self._after.pop(t)]
+                    if deleted:
+                        self._deleted = ticket
+                        due = late
+                    else:       # the devices may still be there: wait for the next batch
+                        self._after.setdefault(ticket + 1, []).extend(late)
+                        self._pending += 1
+                        due = []
                 for fn in due:
                     _call(fn)
                 with self._cv:
