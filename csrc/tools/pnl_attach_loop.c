@@ -3,6 +3,7 @@
  * tight loop over the same C library, timing each step with CLOCK_MONOTONIC.
  *
  *   pnl_attach_loop RUNDIR BRIDGE COUNT PREFIX
+ *   pnl_attach_loop RUNDIR BRIDGE COUNT PREFIX burst
  *   pnl_attach_loop RUNDIR BRIDGE COUNT PREFIX lifecycle THREADS
  *
  * For i in 0..COUNT-1: create the namespace RUNDIR/PREFIXi (timed: "netns"), then attach
@@ -11,6 +12,10 @@
  * up), then detach (timed: "detach": delete the host end), then delete the namespace
  * (untimed). Prints one line per step: "<step> <nanoseconds>". Runs inside whatever
  * network namespace it is started in; the caller makes that a private one.
+ *
+ * burst mode: the attaches follow each other with nothing in between (no detach), as a
+ * host starting many containers does and as the public API's attach benchmark times
+ * them; every veth and namespace is deleted after the last one (untimed).
  *
  * lifecycle mode: THREADS threads share COUNT full container lifecycles, each one netns
  * create + attach (as above) + netns delete (the kernel then destroys the veth pair
@@ -31,6 +36,8 @@
 #include "pnl_link.h"
 #include "pnl_netns.h"
 #include "pnl_nl.h"
+
+#define BURST_GROUP 0x706e6c62u        /* "pnlb": the burst mode's veths, deleted at the end */
 
 static long long now_ns(void)
 {
@@ -155,8 +162,9 @@ int main(int argc, char **argv)
 	unsigned char gw[4];
 	int count, i, rc;
 
-	if (argc != 5 && !(argc == 7 && strcmp(argv[5], "lifecycle") == 0)) {
-		fprintf(stderr, "usage: %s RUNDIR BRIDGE COUNT PREFIX [lifecycle THREADS]\n",
+	int burst = argc == 6 && strcmp(argv[5], "burst") == 0;
+	if (argc != 5 && !burst && !(argc == 7 && strcmp(argv[5], "lifecycle") == 0)) {
+		fprintf(stderr, "usage: %s RUNDIR BRIDGE COUNT PREFIX [burst | lifecycle THREADS]\n",
 			argv[0]);
 		return 2;
 	}
@@ -216,6 +224,8 @@ int main(int argc, char **argv)
 		req.addr4 = addr;
 		req.prefixlen4 = 16;
 		req.gateway4 = gw;
+		if (burst)
+			req.group = BURST_GROUP;
 		rc = pnl_veth_attach(host, cont, &req, &res, &err);
 		pnl_sock_close(cont);
 		close(fd);
@@ -223,6 +233,8 @@ int main(int argc, char **argv)
 		if (rc < 0)
 			return fail("attach", rc, &err);
 		printf("netns %lld\nattach %lld\n", t1 - t0, t3 - t2);
+		if (burst)
+			continue;
 
 		t0 = now_ns();
 		rc = pnl_link_delete(host, 0, hname, &err);
@@ -233,6 +245,19 @@ int main(int argc, char **argv)
 		rc = pnl_netns_delete(argv[1], nsname);
 		if (rc < 0)
 			return fail("netns delete", rc, NULL);
+	}
+	if (burst) {
+		rc = pnl_link_delete_group(host, BURST_GROUP, &err);
+		if (rc < 0)
+			return fail("burst cleanup", rc, &err);
+		for (i = 0; i < count; i++) {
+			char nsname[32];
+
+			snprintf(nsname, sizeof(nsname), "%s%d", argv[4], i);
+			rc = pnl_netns_delete(argv[1], nsname);
+			if (rc < 0)
+				return fail("netns delete", rc, NULL);
+		}
 	}
 	pnl_sock_close(host);
 	return 0;
