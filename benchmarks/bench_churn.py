@@ -106,6 +106,12 @@ def env(tmp_path_factory):
     teardown_controller(ctrl)
 
 
+def _teardown_seconds(ctrl) -> tuple[float, float]:
+    """Seconds the teardown thread (namespaces) and the reaper (devices) have spent."""
+    reaper = ctrl._drivers["bridge"]._reaper()
+    return ctrl._teardown.busy_seconds, reaper.busy_seconds
+
+
 def _run_workers(workers, count, one):
     """Run ``one(i)`` for i in range(count) on ``workers`` threads; returns the lists of
     attach and detach seconds it returned."""
@@ -155,12 +161,18 @@ def _churn_pynetlib(benchmark, env, impl: str) -> None:
             return t1 - t0, time.perf_counter() - t1
 
         _run_workers(workers, min(200, COUNT), one)        # warm up
+        ctrl.flush_teardown()
+        busy0 = _teardown_seconds(ctrl)
         rss0, fd0, cpu0 = _rss_kb(), _fds(), _cpu()
         t0 = time.perf_counter()
         attach, detach = _run_workers(workers, COUNT, one)
         wall = time.perf_counter() - t0
         cpu = _cpu() - cpu0
         ctrl.flush_teardown()
+        ns_s, dev_s = (b - a for a, b in zip(busy0, _teardown_seconds(ctrl)))
+        figure(f"churn {tag}, {workers} worker(s): kernel teardown", impl,
+               f"{(ns_s + dev_s) / COUNT * 1e3:.3f} ms/container off the callers' path "
+               f"(namespaces {ns_s / COUNT * 1e3:.3f}, reaper {dev_s / COUNT * 1e3:.3f})")
         rss1, fd1 = _rss_kb(), _fds()
         mem = (f"RSS {rss0} -> {rss1} KiB ({(rss1 - rss0) / rss0 * 100:+.1f} %), "
                f"fds {fd0} -> {fd1}")
