@@ -70,7 +70,7 @@ int pnl_netns_create(const char *rundir, const char *name, int want_lo_up, int t
 {
 	char path[4096];
 	struct pnl_sock *sock = NULL;
-	int saved = -1, fd = -1, rc;
+	int fd = -1, rc;
 
 	pnl_err_clear(err);
 	if (fd_out)
@@ -80,60 +80,22 @@ int pnl_netns_create(const char *rundir, const char *name, int want_lo_up, int t
 	rc = ns_path(path, sizeof(path), rundir, name);
 	if (rc < 0)
 		return pnl_err_set(err, -1, rc, "invalid namespace name or run directory");
-	fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
-	if (fd < 0)
-		return pnl_err_set(err, -1, -errno, NULL);
-	close(fd);
-	fd = -1;
-	rc = pnl_failpoint_check("netns.create");
+	rc = pnl_netns_new(want_lo_up, timeout_ms, &fd, sock_out ? &sock : NULL, err);
 	if (rc < 0)
-		goto fail_unlink;
-
-	saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (saved < 0) {
-		rc = -errno;
-		goto fail_unlink;
+		return rc;
+	rc = pnl_netns_bind(fd, rundir, name);
+	if (rc < 0) {                   /* the namespace goes with its last reference */
+		pnl_sock_close(sock);
+		close(fd);
+		return pnl_err_set(err, -1, rc, NULL);
 	}
-	if (unshare(CLONE_NEWNET) < 0) {
-		rc = -errno;
-		close(saved);
-		goto fail_unlink;
-	}
-	/* From here the thread is in the new namespace until pnl_ns_restore. */
-	if (mount("/proc/thread-self/ns/net", path, "none", MS_BIND, NULL) < 0) {
-		rc = -errno;
-		pnl_ns_restore(saved);
-		goto fail_unlink;
-	}
-	rc = 0;
-	if (fd_out) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			rc = -errno;
-	}
-	if (rc == 0 && (sock_out || want_lo_up))
-		rc = pnl_sock_open(-1, timeout_ms, &sock);
-	pnl_ns_restore(saved);
-	if (rc == 0 && want_lo_up)
-		rc = lo_up(sock, err);
-	if (rc < 0)
-		goto fail_umount;
 	if (fd_out)
 		*fd_out = fd;
+	else
+		close(fd);
 	if (sock_out)
 		*sock_out = sock;
-	else
-		pnl_sock_close(sock);
 	return 0;
-
-fail_umount:
-	pnl_sock_close(sock);
-	if (fd >= 0)
-		close(fd);
-	umount2(path, MNT_DETACH);
-fail_unlink:
-	unlink(path);
-	return pnl_err_set(err, -1, rc, NULL);
 }
 
 int pnl_netns_new(int want_lo_up, int timeout_ms, int *fd_out, struct pnl_sock **sock_out,
