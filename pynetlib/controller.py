@@ -22,10 +22,10 @@ from pynetlib.errors import (ActiveEndpointsError, ActiveRegistrationError, BadR
 from pynetlib.failpoints import failpoint
 from pynetlib.kernel import DEFAULT_RUNDIR, NetlinkSocket, Netns
 from pynetlib.names import check_name
+from pynetlib.netnspool import NamespacePool, check_pool_size
 from pynetlib.network import Network, new_id
 from pynetlib.sandbox import Sandbox
 from pynetlib.store import Store, dumps, open_store, owner_token
-from pynetlib.netnspool import NamespacePool, check_pool_size
 from pynetlib.teardown import DeferredTeardown
 
 DEFAULT_STATE_DIR = "/var/lib/pynetlib"

@@ -709,13 +709,13 @@ class BridgeDriver(Driver):
         host = self._host()
         if target is not None:
             def attach():
-                ep.host_index = attach_veth_pair(host, target.netns, hname, target.ifname,
-                            bridge=self._bridge_index(net),
-                            mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
-                            gateway=net.gateway4 if (target.route4 and ep.v4) else None,
-                            address6=ep.v6,
-                            gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
-                            alias=endpoint_tag(self._sid, eid), lo_up=target.lo_up)[1]
+                ep.host_index = attach_veth_pair(
+                    host, target.netns, hname, target.ifname, bridge=self._bridge_index(net),
+                    mtu=net.cfg.Mtu or None, mac=ep.mac, address=ep.v4,
+                    gateway=net.gateway4 if (target.route4 and ep.v4) else None,
+                    address6=ep.v6,
+                    gateway6=net.gateway6 if (target.route6 and ep.v6) else None,
+                    alias=endpoint_tag(self._sid, eid), lo_up=target.lo_up)[1]
 
             try:
                 self._with_bridge_room(attach)
