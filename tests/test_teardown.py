@@ -254,6 +254,30 @@ def test_a_failed_reaper_batch_keeps_the_addresses_held(tmp_path, make_netns):
     ctrl.close()
 
 
+def test_a_live_endpoints_address_is_refused_without_touching_held_ones(tmp_path):
+    """A static request for an address a live endpoint has fails at once; it does not
+    delete the devices whose addresses are held (they are not what stands in its way)."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "h", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.164.0.1/16"}})
+    ctrl._teardown.max_delay = 60
+    ctrl._drivers["bridge"]._reaper().max_delay = 60
+    live = net.create_endpoint("live", ipv4="10.164.0.8/16")
+    gone = net.create_endpoint("gone", ipv4="10.164.0.9/16")
+    gone.join("hg")
+    gone.leave("hg")
+    gone.delete()
+    assert f"pnl{gone.id[:12]}" in links()                # held, pending
+    with pytest.raises(IPAlreadyAllocatedError):
+        net.create_endpoint("other", ipv4="10.164.0.8/16")
+    assert f"pnl{gone.id[:12]}" in links()                # still pending: not settled
+    assert ctrl.ipam.is_allocated("LocalDefault/10.164.0.0/16", "10.164.0.9")
+    live.delete()
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
 def test_a_crash_with_addresses_held_is_recovered(tmp_path, make_netns):
     """The process dies after delete with the device still pending: the next
     controller deletes the device and only then releases the address."""

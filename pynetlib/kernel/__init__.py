@@ -12,6 +12,6 @@ from pynetlib.kernel.netns import DEFAULT_RUNDIR, Netns, current_inode, delete a
 from pynetlib.kernel.netns import enter as enter_netns, prepare_rundir
 
 __all__ = [
-    "attach_veth", "attach_veth_pair", "LinkInfo", "NetlinkSocket", "Netns", "DEFAULT_RUNDIR", "current_inode",
-    "delete_netns", "enter_netns", "prepare_rundir",
+    "attach_veth", "attach_veth_pair", "LinkInfo", "NetlinkSocket", "Netns", "DEFAULT_RUNDIR",
+    "current_inode", "delete_netns", "enter_netns", "prepare_rundir",
 ]

@@ -629,12 +629,17 @@ class BridgeDriver(Driver):
         return _Endpoint(eid, mac, v4, v6)
 
     def _request(self, net: _Network, pool: str, address=None):
-        """An address from IPAM. Taken or exhausted while deleted endpoints' devices
-        hold addresses (quarantine.py): delete those devices now and try again."""
+        """An address from IPAM. Exhausted, or the address asked for is taken, while
+        deleted endpoints' devices hold addresses (quarantine.py): delete those devices
+        now and try again. A static address some live endpoint has fails at once."""
         try:
             return self._ipam.request_address(pool, address)
-        except (IPAlreadyAllocatedError, NoAvailableIPsError):
+        except NoAvailableIPsError:
             if not self._quarantine.settle(net.nid):
+                raise
+        except IPAlreadyAllocatedError:
+            if not self._quarantine.holds(net.nid, address) or \
+                    not self._quarantine.settle(net.nid):
                 raise
         return self._ipam.request_address(pool, address)
 

@@ -125,6 +125,12 @@ class AddressQuarantine:
             (prefix, prefix[:-1] + chr(ord("/") + 1)))
         return {k: loads(v, "quarantined addresses") for k, v in rows}
 
+    def holds(self, nid: str, address) -> bool:
+        """Whether a quarantine of network ``nid`` holds ``address``."""
+        ip = str(address)
+        return any(ip == a for rec in self.records(nid).values()
+                   for _, a in rec.get("addrs", []))
+
     def settle(self, nid: str | None = None) -> list[str]:
         """Release every quarantine (of network ``nid``) now: the devices the records
         name are deleted first, whoever retired them (the reap group at once: one RCU
