@@ -249,8 +249,10 @@ class Store:
         this process's threads and gone with it."""
         self.path = path
         self.memory = memory
-        self._uri = f"file:pnl-{os.getpid()}-{id(self)}?mode=memory&cache=shared" \
-            if memory else None
+        # SQLite's memdb VFS: one database shared by this process's connections by name,
+        # with the usual file locking (a busy writer waits, bounded by the busy timeout).
+        # Shared-cache memory databases fail a second writer at once instead.
+        self._uri = f"file:/pnl-{os.getpid()}-{id(self)}?vfs=memdb" if memory else None
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
