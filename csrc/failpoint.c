@@ -26,6 +26,7 @@ static struct failpoint fp_table[] = {
 	{ .name = "netns.delete" },
 	{ .name = "attach.veth" },
 	{ .name = "attach.plumb" },
+	{ .name = "nft.setelem" },
 };
 
 #define FP_N (sizeof(fp_table) / sizeof(fp_table[0]))

@@ -118,6 +118,11 @@ static int sock_setup(struct pnl_sock *s)
 
 int pnl_sock_open(int netns_fd, int timeout_ms, struct pnl_sock **out)
 {
+	return pnl_sock_open_proto(netns_fd, NETLINK_ROUTE, timeout_ms, out);
+}
+
+int pnl_sock_open_proto(int netns_fd, int protocol, int timeout_ms, struct pnl_sock **out)
+{
 	struct pnl_sock *s;
 	int saved = -1, rc;
 
@@ -141,7 +146,7 @@ int pnl_sock_open(int netns_fd, int timeout_ms, struct pnl_sock **out)
 		if (rc < 0)
 			goto fail;
 	}
-	s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
 	rc = s->fd < 0 ? -errno : 0;
 	if (saved >= 0)
 		pnl_ns_restore(saved);

@@ -68,6 +68,9 @@ const void *pnl_attr_data(const struct rtattr *a);
 void pnl_err_clear(struct pnl_err *err);
 int pnl_err_set(struct pnl_err *err, int index, int error, const char *msg);
 
+/* pnl_sock_open for another netlink protocol (NETLINK_NETFILTER, say). */
+int pnl_sock_open_proto(int netns_fd, int protocol, int timeout_ms, struct pnl_sock **out);
+
 /* Enter netns_fd on the calling thread; *saved gets the original namespace's fd. */
 int pnl_ns_switch(int netns_fd, int *saved);
 /* Return to *saved (and close it); aborts the process if that is impossible, since a

@@ -63,6 +63,7 @@ C_NAMES: tuple[str, ...] = (
     "netns.delete",
     "attach.veth",
     "attach.plumb",
+    "nft.setelem",
 )
 
 ERRNOS: dict[str, int] = {

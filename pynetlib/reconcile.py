@@ -138,9 +138,14 @@ def reconcile(ctrl) -> list[str]:
     # 5. tagged kernel objects no record names; then the addresses that deleted
     # endpoints' devices held (those devices are gone now)
     actions += _remove_orphans(ctrl)
-    settle = getattr(ctrl._drivers.get("bridge"), "settle_quarantine", None)
+    bridge = ctrl._drivers.get("bridge")
+    settle = getattr(bridge, "settle_quarantine", None)
     if settle is not None:
         actions += settle()
+    # and the firewall's retired-port entries of the devices that went meanwhile
+    prune = getattr(bridge, "prune_retired_ports", None)
+    if prune is not None:
+        actions += prune()
     store.meta_set("boot_id", now)
     for a in actions:
         log.info("reconcile: %s", a)

@@ -109,14 +109,15 @@ def test_names():
     names = fp.names()
     assert names[:len(fp.PYTHON_NAMES)] == list(fp.PYTHON_NAMES)
     assert set(names) == set(fp.PYTHON_NAMES) | set(fp.C_NAMES)
-    assert len(names) == len(set(names)) == 19
+    assert len(names) == len(set(names)) == 20
     for n in ("network.create.before_kernel", "network.create.after_kernel",
               "network.delete.before_kernel", "network.delete.after_kernel",
               "endpoint.join.before_kernel", "endpoint.join.after_kernel",
               "endpoint.leave.before_kernel", "endpoint.leave.after_kernel",
               "endpoint.create.after_store", "endpoint.delete.before_store",
               "nl.send", "link.create", "link.delete", "addr.add", "route.add",
-              "netns.create", "netns.delete", "attach.veth", "attach.plumb"):
+              "netns.create", "netns.delete", "attach.veth", "attach.plumb",
+              "nft.setelem"):
         assert n in names
     # every C name is known to the C table
     for n in fp.C_NAMES:

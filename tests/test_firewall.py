@@ -257,6 +257,20 @@ def test_ensure_add_remove_idempotent_and_only_our_tables(host, fw):
     assert chains["postrouting"]["type"] == "nat" and chains["postrouting"]["prio"] == 100
     assert chains["prerouting"]["prio"] == -100 and chains["output"]["hook"] == "output"
     assert chains["output"]["type"] == "nat"
+    # the retired bridge ports: a set filled from C and three chains that drop their frames
+    bchains = {i["chain"]["name"]: i["chain"] for i in first[1]["nftables"] if "chain" in i}
+    assert {n: (bchains[n]["hook"], bchains[n]["prio"]) for n in
+            ("retired_in", "retired_fwd", "retired_out")} == {
+        "retired_in": ("prerouting", -300), "retired_fwd": ("forward", -300),
+        "retired_out": ("output", -300)}
+    bsets = {i["set"]["name"]: i["set"] for i in first[1]["nftables"] if "set" in i}
+    assert bsets["retired"]["type"] == "iface_index"
+    for chain, key in (("retired_in", "iif"), ("retired_fwd", "oif"), ("retired_out", "oif")):
+        (rule,) = rules(first[1], chain)
+        assert rule["comment"] == f"pynetlib base:{chain}"
+        assert rule["expr"][0]["match"]["left"] == {"meta": {"key": key}}
+        assert rule["expr"][0]["match"]["right"] == "@retired"
+        assert "drop" in rule["expr"][1]
 
     fw.add_network(NA, "bra", "10.77.1.0/24", "fd77:1::/64", icc=False)
     after_a = ours(host)
@@ -295,7 +309,7 @@ def test_ensure_add_remove_idempotent_and_only_our_tables(host, fw):
     assert not any(NA[:32] in t for t in tags)
     assert sum(t == f"pynetlib n={NB}" for t in tags) == 5
     sets = [i["set"]["name"] for i in after_rm[1]["nftables"] if "set" in i]
-    assert sets == [f"ports_{NB}"]
+    assert sets == ["retired", f"ports_{NB}"]
     bridges = [i["set"] for i in after_rm[0]["nftables"] if "set" in i][0]
     assert [e["elem"]["val"] for e in bridges["elem"]] == ["brb"]
 

@@ -65,13 +65,25 @@ def _ping(ns: str, ip: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def test_leave_with_a_persistent_namespace_uses_the_reaper(tmp_path, make_netns):
-    """The runtime's own namespace stays: the veth's bridge port is disabled at once
-    (nothing is forwarded, checked with traffic), it goes into the reap group, and it
-    is deleted in one batch with the others."""
+def retired_set() -> list[int]:
+    """The interface indexes in the firewall's set of retired ports, read with nft."""
+    out = subprocess.run(["nft", "-j", "list", "set", "bridge", "pynetlib", "retired"],
+                         capture_output=True, text=True, check=True).stdout
+    elems = next(o["set"] for o in json.loads(out)["nftables"] if "set" in o).get("elem", [])
+    by_name = {l["ifname"]: l["ifindex"] for l in links().values()}
+    return sorted(e if isinstance(e, int) else by_name.get(e, int(e) if str(e).isdigit()
+                                                          else -1) for e in elems)
+
+
+@pytest.mark.parametrize("firewall", [True, False], ids=["firewall", "no-firewall"])
+def test_leave_with_a_persistent_namespace_uses_the_reaper(tmp_path, make_netns, firewall):
+    """The runtime's own namespace stays: the veth's bridge port is out of service at
+    once (nothing is forwarded, checked with traffic) and it is deleted in one batch
+    with the others. With the firewall, its index is in the set of retired ports (no
+    link change at leave); without, the port is disabled and in the reap group."""
     ctrl = new_ctrl(tmp_path)
-    net = ctrl.new_network("bridge", "r", {netlabel.GENERIC_DATA: {"AddressIPv4":
-                                                                   "10.151.0.1/16"}})
+    net = ctrl.new_network("bridge", "r", {netlabel.GENERIC_DATA: {
+        "AddressIPv4": "10.151.0.1/16", "EnableIPTables": firewall}})
     names = [make_netns("ext") for _ in range(10)]
     eps = [net.create_endpoint(f"e{i}") for i in range(10)]
     for ep, ns in zip(eps, names):
@@ -79,16 +91,31 @@ def test_leave_with_a_persistent_namespace_uses_the_reaper(tmp_path, make_netns)
     drv = ctrl._drivers["bridge"]
     drv._reaper().max_delay = 60                         # keep them pending: look at them
     assert _ping(names[0], "10.151.0.1")
-    for ep, ns in zip(eps, names):
+    assert _ping(names[0], "10.151.0.3")                 # another container, across
+    assert _ping(names[1], "10.151.0.2")
+    eps[0].leave(f"rp-{names[0]}")
+    assert not _ping(names[0], "10.151.0.1")             # neither the host...
+    assert not _ping(names[0], "10.151.0.3")             # ...nor another container
+    assert not _ping(names[1], "10.151.0.2")             # nor the way back
+    assert _ping(names[1], "10.151.0.3")                 # the others are untouched
+    for ep, ns in zip(eps[1:], names[1:]):
         ep.leave(f"rp-{ns}")
-    for ep in eps:
-        dev = links()[f"pnl{ep.id[:12]}"]
-        assert dev.get("group") in (str(REAP_GROUP), REAP_GROUP, "0x706e6c72")
-        assert dev["linkinfo"]["info_slave_data"]["state"] == "disabled"
-    assert not _ping(names[0], "10.151.0.1")             # the bridge forwards nothing
+    devs = [links()[f"pnl{ep.id[:12]}"] for ep in eps]
+    for dev in devs:
+        if firewall:
+            assert dev.get("group") == "default"
+            assert dev["linkinfo"]["info_slave_data"]["state"] == "forwarding"
+        else:
+            assert dev.get("group") in (str(REAP_GROUP), REAP_GROUP, "0x706e6c72")
+            assert dev["linkinfo"]["info_slave_data"]["state"] == "disabled"
+    if firewall:
+        assert retired_set() == sorted(d["ifindex"] for d in devs)
+    assert not _ping(names[2], "10.151.0.1")
     ctrl.flush_teardown()
     assert not [n for n in links() if n.startswith("pnl")]
     assert drv._reap.deleted_batches == 1                # batched, not one per device
+    if firewall:
+        assert retired_set() == []                       # emptied with the batch
     for ns in names:                                     # the runtime's namespaces stay
         assert os.path.exists(f"/run/netns/{ns}")
         inner = subprocess.run(["ip", "-n", ns, "-j", "link"], capture_output=True,
@@ -145,6 +172,47 @@ def test_kill_in_the_reaper_is_recovered(tmp_path, make_netns):
     assert c.network_by_name("k").endpoint_by_name("e").joined_container is None
     c.network_by_name("k").endpoint_by_name("e").delete()
     c.network_by_name("k").delete()
+    c.close()
+
+
+def test_kill_with_ports_in_the_retired_set_is_recovered(tmp_path, make_netns):
+    """The process dies after its leaves put the ports into the firewall's retired set
+    and before its reaper's batch: the devices stay out of service (traffic checked),
+    and the next controller's reconcile deletes them and empties the set."""
+    state = str(tmp_path / "state")
+    ctrl = pynetlib.Controller(state, host_routes=lambda: [])
+    net = ctrl.new_network("bridge", "k2", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                    "10.158.0.1/16"}})
+    names = [make_netns("ext") for _ in range(3)]
+    eids = []
+    for i, ns in enumerate(names):
+        ep = net.create_endpoint(f"e{i}")
+        ep.join(f"kq{i}", netns_path=f"/run/netns/{ns}")
+        eids.append(ep.id)
+    ctrl.close()
+    child = textwrap.dedent(f"""
+        import os, signal, pynetlib
+        c = pynetlib.Controller({state!r}, host_routes=lambda: [])
+        c._drivers["bridge"]._reaper().max_delay = 600
+        net = c.network_by_name("k2")
+        for i in range(3):
+            net.endpoint_by_name(f"e{{i}}").leave(f"kq{{i}}")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert r.returncode == -9, r.stderr
+    left = [links()[f"pnl{eid[:12]}"] for eid in eids]
+    assert retired_set() == sorted(d["ifindex"] for d in left)
+    assert not _ping(names[0], "10.158.0.1")             # still out of service
+    c = pynetlib.Controller(state, host_routes=lambda: [])
+    assert not [n for n in links() if n.startswith("pnl")]   # reconcile removed them
+    assert retired_set() == []
+    assert c.audit() == []
+    net = c.network_by_name("k2")
+    for i in range(3):
+        assert net.endpoint_by_name(f"e{i}").joined_container is None
+        net.endpoint_by_name(f"e{i}").delete()
+    net.delete()
     c.close()
 
 

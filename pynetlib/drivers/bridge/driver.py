@@ -154,6 +154,7 @@ class BridgeDriver(Driver):
         self._fw_gen: int | None = None      # the store's fwgen this process last saw
         self._ports = port_allocator
         self._reap = None
+        self._retired = None                  # NftSetSocket: the retired-port set
         self._own_firewall = False            # made by this driver: closed with it
         self._quarantine = AddressQuarantine(store, ipam, self._reaper, self._host)
 
@@ -338,6 +339,10 @@ class BridgeDriver(Driver):
                 self._firewall, self._own_firewall = None, False
         if reap is not None:
             reap.close()
+        with self._lock:
+            retired, self._retired = self._retired, None
+        if retired is not None:
+            retired.close()
         if sock is not None:
             sock.close()
         if fw is not None:
@@ -780,11 +785,23 @@ class BridgeDriver(Driver):
             except Exception as e:
                 errors.append(e)
         try:
-            # Out of service at once (the bridge forwards nothing to or from the port);
-            # deleted by the reaper with others, sharing one RCU grace period. Until
-            # then the endpoint's addresses stay out of IPAM (quarantine.py).
+            # Out of service at once: with the firewall, its index goes into the set of
+            # retired ports (every frame from or to it dropped; no RTNL lock), else the
+            # port is disabled. Deleted by the reaper with others, sharing one RCU grace
+            # period. Until then the endpoint's addresses stay out of IPAM
+            # (quarantine.py).
             dev, ep.host_index = ep.host_index or hname, 0
-            self._quarantine.retired(ep.eid, self._reaper().submit(self._host(), dev))
+            if isinstance(dev, str) and net.firewall:   # joined by another process
+                try:
+                    dev = self._host().index(dev)
+                except OSError:
+                    pass                    # gone already: submit below says so
+            reaper = self._reaper()
+            if isinstance(dev, int) and self._block_port(net, dev):
+                ticket = reaper.submit_blocked(dev)
+            else:
+                ticket = reaper.submit(self._host(), dev)
+            self._quarantine.retired(ep.eid, ticket)
         except OSError as e:
             errors.append(e)
         if errors:
@@ -828,8 +845,69 @@ class BridgeDriver(Driver):
             if self._reap is None:
                 from pynetlib.drivers.bridge.reaper import Reaper
 
-                self._reap = Reaper()
+                self._reap = Reaper(unblock=self._unblock_ports)
             return self._reap
+
+    # -- the set of retired ports (firewall.py: bridge pynetlib, set "retired") ----------
+    def _retired_set(self):
+        with self._lock:
+            if self._retired is None:
+                from pynetlib.kernel.nftset import NftSetSocket
+
+                self._retired = NftSetSocket()
+            return self._retired
+
+    def _block_port(self, net: _Network, index: int) -> bool:
+        """Put bridge port ``index`` into the retired set: the firewall drops every
+        frame from or to it. False when that cannot be done (a network without the
+        firewall, say): the caller disables the port instead."""
+        if not net.firewall:
+            return False
+        from pynetlib.drivers.bridge.firewall import RETIRED_SET, TABLE
+
+        for attempt in (0, 1):
+            try:
+                self._retired_set().add("bridge", TABLE, RETIRED_SET, [index])
+                return True
+            except OSError as e:
+                if e.errno != errno.ENOENT or attempt:
+                    log.warning("retiring port %d through the firewall: %s", index, e)
+                    return False
+            try:        # the set is missing (tables of an older pynetlib): make it
+                self._fw_call("ensure")
+            except Exception as e:
+                log.warning("recreating the firewall's base structure: %s", e)
+                return False
+        return False
+
+    def _unblock_ports(self, indexes: list[int]) -> None:
+        """The reaper deleted these ports: their indexes leave the retired set."""
+        from pynetlib.drivers.bridge.firewall import RETIRED_SET, TABLE
+
+        self._retired_set().remove("bridge", TABLE, RETIRED_SET, indexes)
+
+    def prune_retired_ports(self) -> list[str]:
+        """Take out of the retired set the indexes of devices that are gone (left by a
+        process that died before its reaper's batch). For reconcile."""
+        from pynetlib.drivers.bridge.firewall import FirewallError
+
+        try:
+            values = self._fw().retired_ports()
+        except (FirewallError, OSError):
+            return []                   # no firewall here: nothing was ever put there
+        gone = []
+        host = self._host()
+        for v in values:                # nft names the devices that exist
+            if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+                try:
+                    host.link_get(int(v))
+                except OSError as e:
+                    if e.errno == errno.ENODEV:
+                        gone.append(int(v))
+        if gone:
+            self._unblock_ports(gone)
+        return [f"removed {len(gone)} deleted devices from the retired-port set"] \
+            if gone else []
 
     def flush_teardown(self) -> None:
         """Delete every device waiting in the reap group now."""

@@ -28,7 +28,14 @@ Layout of ``inet pynetlib``::
 ``bridge pynetlib`` has chain ``forward`` (filter) and, per network, a set
 ``ports_<nid>`` of its bridge ports (the veth host ends); with ICC off the network gets
 ``iifname @ports_<nid> oifname @ports_<nid> drop``. (The kernel here lacks
-``meta ibrname``, so ports are named explicitly.)
+``meta ibrname``, so ports are named explicitly.) It also has set ``retired`` (type
+iface_index: the bridge ports a leave took out of service, until the reaper deletes
+them) and three chains at priority -300 that drop every frame from or to them:
+``retired_in`` (prerouting: ``iif @retired drop``, before the bridge learns the source
+address), ``retired_fwd`` (forward: ``oif @retired drop``) and ``retired_out`` (output,
+frames the host sends: ``oif @retired drop``). Its elements are added and removed from C
+(:mod:`pynetlib.kernel.nftset`), one small nftables transaction that never waits for
+the RTNL lock.
 
 Tags (rule and element comments, at most 128 bytes in nft):
 
@@ -69,6 +76,17 @@ _BASE_CHAINS = {
 }
 _REGULAR_CHAINS = ("user", "isolation", "ports", "networks")
 _BRIDGE_CHAIN = {"type": "filter", "hook": "forward", "prio": -200, "policy": "accept"}
+#: the set of bridge ports out of service (host veth ends left, waiting for the reaper),
+#: by interface index; filled and emptied from C (pynetlib.kernel.nftset), not here.
+RETIRED_SET = "retired"
+# Before everything else (and before the bridge learns a source address): frames from
+# a retired port; frames to one, forwarded or sent by the host.
+_RETIRED_CHAINS = {
+    "retired_in": {"type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"},
+    "retired_fwd": {"type": "filter", "hook": "forward", "prio": -300, "policy": "accept"},
+    "retired_out": {"type": "filter", "hook": "output", "prio": -300, "policy": "accept"},
+}
+_RETIRED_RULES = {"retired_in": "iif", "retired_fwd": "oif", "retired_out": "oif"}
 
 
 # --- validation ------------------------------------------------------------------------
@@ -378,6 +396,19 @@ class BridgeFirewall:
         if ("bridge", "forward") not in st.chains:
             cmds.append({"add": {"chain": {"family": "bridge", "table": TABLE,
                                            "name": "forward", **_BRIDGE_CHAIN}}})
+        if ("bridge", RETIRED_SET) not in st.sets:
+            cmds.append({"add": {"set": {"family": "bridge", "table": TABLE,
+                                         "name": RETIRED_SET, "type": "iface_index"}}})
+        for name, spec in _RETIRED_CHAINS.items():
+            if ("bridge", name) not in st.chains:
+                cmds.append({"add": {"chain": {"family": "bridge", "table": TABLE,
+                                               "name": name, **spec}}})
+            tag = f"{TAG} base:{name}"
+            if not any(r.get("comment") == tag for r in st.chain_rules("bridge", name)):
+                cmds.append({"add": {"rule": {"family": "bridge", "table": TABLE,
+                                              "chain": name, "comment": tag, "expr": [
+                                                  _match(_meta(_RETIRED_RULES[name]), "==",
+                                                         "@" + RETIRED_SET), _DROP]}}})
         return cmds
 
     def ensure(self) -> None:
@@ -582,6 +613,13 @@ class BridgeFirewall:
         self._transact(lambda st: [_delete_rule(r) for r in st.tagged(lambda c: c == tag)])
 
     # -- audit and teardown ----------------------------------------------------------
+    def retired_ports(self) -> list:
+        """The elements of the retired-port set, read from the kernel: an interface
+        index, or the device's name when it exists (that is how nft lists them)."""
+        with self._lock:
+            st = self._state(fresh=True)
+        return [v for v, _ in st.set_elements("bridge", RETIRED_SET)]
+
     def owned_rules(self) -> list[dict]:
         """Every rule and set element in pynetlib's tables, with its tag (``""`` if none).
 

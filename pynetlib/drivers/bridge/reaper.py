@@ -12,6 +12,14 @@ container fell from about 2.1 ms to 0.6 ms). It runs on its own netlink socket, 
 long request never holds up anyone else's. ``flush()`` deletes the group now;
 ``close()`` flushes and stops.
 
+A port can also be taken out of service without touching the link (``submit_blocked``):
+the caller has put its interface index into the firewall's set of retired ports, which
+drops every frame from or to it; that is one nftables transaction and never waits for
+the RTNL lock, which device deletions (the reaper's own batches, the kernel's namespace
+cleanup) hold for milliseconds. The reaper then moves those devices into the group
+itself, just before its batch, and hands their indexes to ``unblock`` once they are
+gone.
+
 Every submit returns a ticket: the batch that deletes the device. ``after(ticket, fn)``
 runs ``fn`` once that batch is done (the driver releases the addresses the device may
 still carry then). After a crash, devices left in the reap group are tagged orphans:
@@ -39,8 +47,13 @@ REAP_GROUP = 0x706E6C72
 
 class Reaper:
     def __init__(self, netns=None, *, group: int = REAP_GROUP, max_delay: float = 0.25,
-                 max_backlog: int = 256) -> None:
+                 max_backlog: int = 256,
+                 unblock: Callable[[list[int]], None] | None = None) -> None:
+        """``unblock(indexes)``: called after a batch with the indexes of the devices
+        submitted with ``submit_blocked`` that it deleted."""
         self._netns = netns
+        self._unblock = unblock
+        self._blocked: list[int] = []   # submit_blocked's devices, not yet in the group
         self.group = group
         self.max_delay = max_delay
         self.max_backlog = max_backlog
@@ -74,6 +87,18 @@ class Reaper:
             self._pending += 1
             self._start()
             self._cv.notify_all()            # starts the batch's max_delay clock
+            return self._started + 1
+
+    def submit_blocked(self, index: int) -> int:
+        """The device ``index`` is out of service already (its index is in the set of
+        retired ports): delete it with the next batch. Returns the batch's ticket."""
+        if self._unblock is None:
+            raise ValueError("this reaper has no unblock callback")
+        with self._cv:
+            self._blocked.append(index)
+            self._pending += 1
+            self._start()
+            self._cv.notify_all()
             return self._started + 1
 
     def done(self, ticket: int) -> bool:
@@ -135,14 +160,26 @@ class Reaper:
                     self._pending = 0
                     self._started += 1
                     ticket = self._started
+                    blocked, self._blocked = self._blocked, []
                 t0 = time.perf_counter()
                 deleted = True
+                for index in blocked:       # most are gone with their namespace already
+                    try:
+                        self._sock.retire_port(index, self.group)
+                    except OSError as e:
+                        if e.errno != errno.ENODEV:
+                            log.warning("reaper: retiring device %d: %s", index, e)
                 try:
                     self._sock.link_delete_group(self.group)
                 except OSError as e:
                     if e.errno not in (errno.ENODEV, errno.ENOENT):
                         log.warning("reaper: deleting link group %#x: %s", self.group, e)
                         deleted = False
+                if blocked and deleted:
+                    try:
+                        self._unblock(blocked)      # type: ignore[misc]
+                    except Exception as e:      # their set elements stay: reconcile
+                        log.warning("reaper: unblocking %d ports: %s", len(blocked), e)
                 self.last_batch_seconds = time.perf_counter() - t0
                 self.busy_seconds += self.last_batch_seconds
                 with self._cv:
@@ -153,6 +190,7 @@ class Reaper:
                         due = late
                     else:       # the devices may still be there: wait for the next batch
                         self._after.setdefault(ticket + 1, []).extend(late)
+                        self._blocked[:0] = blocked
                         self._pending += 1
                         due = []
                 for fn in due:

@@ -1,0 +1,101 @@
+"""Elements of an nftables set over nfnetlink, from C (``csrc/nft.c``).
+
+The one firewall change made on a hot path: putting interface indexes into a set (a
+bridge port taken out of service at leave) or taking them out. Each call is one
+nftables transaction; it takes the namespace's nftables commit lock, not the RTNL lock
+that every link change waits for (behind device deletions that can hold it for
+milliseconds). The set itself, its table and the rules that use it are made with
+libnftables by the firewall module.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Iterable
+
+from pynetlib._ffi import ffi, lib
+from pynetlib.errors import BadRequestError
+from pynetlib.kernel._check import check, new_err
+from pynetlib.kernel.netlink import _ns_fd
+from pynetlib.kernel.netns import Netns
+
+#: nftables address families (NFPROTO_*).
+FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_./-]{0,254}\Z")
+_U32 = 0xFFFFFFFF
+
+
+def _name(value: object, what: str) -> bytes:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise BadRequestError(f"invalid nftables {what} name {value!r}")
+    return value.encode()
+
+
+class NftSetSocket:
+    """A NETLINK_NETFILTER socket inside one namespace (the caller's when ``netns`` is
+    None), for the elements of sets keyed by one 32-bit value in host byte order."""
+
+    def __init__(self, netns: "Netns | int | None" = None, *, timeout: float = 5.0) -> None:
+        if not (0 < timeout <= 3600):
+            raise BadRequestError(f"invalid timeout {timeout!r}: seconds, 0 < t <= 3600")
+        fd = -1 if netns is None else _ns_fd(netns)
+        p = ffi.new("struct pnl_sock **")
+        check(lib.pnl_nft_sock_open(fd, int(timeout * 1000), p), None, "nfnetlink socket",
+              getattr(netns, "path", "") or "")
+        self._s = p[0]
+        self._close_lock = threading.Lock()
+
+    def add(self, family: str, table: str, set_name: str, keys: Iterable[int]) -> None:
+        """Put ``keys`` into the set (those there already are fine): all or none."""
+        self._change(family, table, set_name, keys, 1)
+
+    def remove(self, family: str, table: str, set_name: str, keys: Iterable[int]) -> None:
+        """Take ``keys`` out of the set (those not there are fine): all or none."""
+        self._change(family, table, set_name, keys, 0)
+
+    def _change(self, family, table, set_name, keys, add: int) -> None:
+        fam = FAMILIES.get(family) if isinstance(family, str) else None
+        if fam is None:
+            raise BadRequestError(f"invalid nftables family {family!r}")
+        t, s = _name(table, "table"), _name(set_name, "set")
+        vals = list(keys)
+        for k in vals:
+            if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= _U32:
+                raise BadRequestError(f"invalid set key {k!r}: an unsigned 32-bit int")
+        max_n = lib.PNL_NFT_MAX_ELEMS
+        for i in range(0, len(vals), max_n):
+            chunk = vals[i:i + max_n]
+            arr = ffi.new("uint32_t[]", chunk)
+            err = new_err()
+            check(lib.pnl_nft_set_keys(self._sock(), fam, t, s, arr, len(chunk), add, err),
+                  err, "nftables set element " + ("add" if add else "remove"),
+                  f"{family} {table} {set_name}")
+
+    def _sock(self):
+        s = self._s
+        if s is None:
+            raise BadRequestError("the nfnetlink socket is closed")
+        return s
+
+    @property
+    def closed(self) -> bool:
+        return self._s is None
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._s is not None:
+                lib.pnl_sock_close(self._s)
+                self._s = None
+
+    def __enter__(self) -> "NftSetSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
