@@ -322,6 +322,44 @@ def test_a_failed_reaper_batch_keeps_the_addresses_held(tmp_path, make_netns):
     ctrl.close()
 
 
+def test_a_retired_port_the_reaper_cannot_move_stays_out_of_service(tmp_path, make_netns):
+    """The reaper fails to move a port from the retired set into the reap group
+    (injected EBUSY): the device is not deleted, so it stays in the set (no traffic)
+    and its address stays held; the next batch deletes it and only then lets go."""
+    from pynetlib import failpoints
+
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "g", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.165.0.1/16"}})
+    ns = make_netns("ext")
+    pool = "LocalDefault/10.165.0.0/16"
+    ep = net.create_endpoint("e", ipv4="10.165.0.5/16")
+    ep.join("gr", netns_path=f"/run/netns/{ns}")
+    reaper = ctrl._drivers["bridge"]._reaper()
+    reaper.max_delay = 60
+    ep.leave("gr")
+    ep.delete()
+    index = links()[f"pnl{ep.id[:12]}"]["ifindex"]
+    assert retired_set() == [index]
+    failpoints.arm("nl.send=errno:EBUSY*1")              # the reaper's first request
+    try:
+        reaper.flush()
+        assert reaper.deleted_batches == 1
+        assert f"pnl{ep.id[:12]}" in links()
+        assert retired_set() == [index]                  # still out of service
+        assert not _ping(ns, "10.165.0.1")
+        assert ctrl.ipam.is_allocated(pool, "10.165.0.5")
+    finally:
+        failpoints.disarm_all()
+    ctrl.flush_teardown()
+    assert f"pnl{ep.id[:12]}" not in links()
+    assert retired_set() == []
+    assert not ctrl.ipam.is_allocated(pool, "10.165.0.5")
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
 def test_a_live_endpoints_address_is_refused_without_touching_held_ones(tmp_path):
     """A static request for an address a live endpoint has fails at once; it does not
     delete the devices whose addresses are held (they are not what stands in its way)."""

@@ -167,8 +167,9 @@ class Reaper:
                     try:
                         self._sock.retire_port(index, self.group)
                     except OSError as e:
-                        if e.errno != errno.ENODEV:
+                        if e.errno != errno.ENODEV:     # not in the group: not deleted
                             log.warning("reaper: retiring device %d: %s", index, e)
+                            deleted = False
                 try:
                     self._sock.link_delete_group(self.group)
                 except OSError as e:
