@@ -256,6 +256,7 @@ class Store:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._write_lock = threading.Lock()     # this process's write transactions
         self._closed = False
         self._commits = 0
         self._ckpt_due = threading.Event()
@@ -352,6 +353,14 @@ class Store:
             finally:
                 self._local.depth -= 1
             return
+        # This process's writers queue on a lock, handed over the moment it is free;
+        # SQLite's own busy handler, left for other processes, sleeps 1, 2, 5, 10 ms...
+        # between tries, which made a brief overlap with the reaper's commit cost a
+        # caller milliseconds.
+        if not self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            raise TimeoutError(f"the store {self.path} stayed locked for {BUSY_TIMEOUT_MS} "
+                               "ms (by this process)")
+        locked = True
         if durable:
             c.execute("PRAGMA synchronous = FULL")
         self._local.undo = []
@@ -379,6 +388,11 @@ class Store:
                 c.execute("ROLLBACK")
                 self._run_undo()
                 raise StoreError(f"store {self.path}: commit failed: {e}") from None
+            if durable:
+                durable = False
+                c.execute("PRAGMA synchronous = NORMAL")
+            self._write_lock.release()      # before the callbacks: they may write too
+            locked = False
             self._committed()
             done, self._local.done = self._local.done, []
             for fn in done:
@@ -388,6 +402,8 @@ class Store:
             self._local.done = []
             if durable:
                 c.execute("PRAGMA synchronous = NORMAL")
+            if locked:
+                self._write_lock.release()
 
     def on_rollback(self, fn) -> None:
         """Run ``fn`` if the current transaction rolls back (caches drop what it wrote)."""
