@@ -136,5 +136,5 @@ def test_failpoint_and_closed_socket(ns):
     other.close()
     other.close()                                       # twice is fine
     assert len(os.listdir("/proc/self/fd")) == fd_count
-    with pytest.raises(BadRequestError):
+    with pytest.raises(ValueError, match="closed"):
         other.add("bridge", "t", "s", [4])

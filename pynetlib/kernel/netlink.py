@@ -94,29 +94,26 @@ class _Req:
         return b
 
 
-class NetlinkSocket:
-    """An rtnetlink socket inside one namespace (the caller's when ``netns`` is None)."""
+class SocketLifetime:
+    """A C ``struct pnl_sock`` owned by a Python object: closed once, by ``close()``,
+    the ``with`` block or garbage collection; any use after that raises ValueError."""
 
-    def __init__(self, netns: "Netns | int | None" = None, *, timeout: float = 5.0) -> None:
+    _s = None
+
+    def _open(self, opener, netns, timeout: float, what: str) -> None:
+        """Open with ``opener`` (a C ``pnl_*_sock_open``) inside ``netns``."""
         if not (0 < timeout <= 3600):
             raise BadRequestError(f"invalid timeout {timeout!r}: seconds, 0 < t <= 3600")
         fd = -1 if netns is None else _ns_fd(netns)
         p = ffi.new("struct pnl_sock **")
-        check(lib.pnl_sock_open(fd, int(timeout * 1000), p), None, "netlink socket",
+        check(opener(fd, int(timeout * 1000), p), None, what,
               getattr(netns, "path", "") or "")
-        self._s = p[0]
-        self._close_lock = threading.Lock()
-        self.netns = netns
+        self._own(p[0])
 
-    @classmethod
-    def _adopt(cls, sock, netns) -> "NetlinkSocket":
-        self = cls.__new__(cls)
+    def _own(self, sock) -> None:
         self._s = sock
         self._close_lock = threading.Lock()
-        self.netns = netns
-        return self
 
-    # -- lifetime -------------------------------------------------------------------
     @property
     def closed(self) -> bool:
         return self._s is None
@@ -130,7 +127,7 @@ class NetlinkSocket:
     def fileno(self) -> int:
         return lib.pnl_sock_fd(self._sock())
 
-    def __enter__(self) -> "NetlinkSocket":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -145,6 +142,21 @@ class NetlinkSocket:
         if s is None:
             raise ValueError("netlink socket is closed")
         return s
+
+
+class NetlinkSocket(SocketLifetime):
+    """An rtnetlink socket inside one namespace (the caller's when ``netns`` is None)."""
+
+    def __init__(self, netns: "Netns | int | None" = None, *, timeout: float = 5.0) -> None:
+        self._open(lib.pnl_sock_open, netns, timeout, "netlink socket")
+        self.netns = netns
+
+    @classmethod
+    def _adopt(cls, sock, netns) -> "NetlinkSocket":
+        self = cls.__new__(cls)
+        self._own(sock)
+        self.netns = netns
+        return self
 
     # -- links ----------------------------------------------------------------------
     def _common(self, r: _Req, *, mtu, mac, up, master, alias, group, netns) -> None:

@@ -11,13 +11,12 @@ libnftables by the firewall module.
 from __future__ import annotations
 
 import re
-import threading
 from typing import Iterable
 
 from pynetlib._ffi import ffi, lib
 from pynetlib.errors import BadRequestError
 from pynetlib.kernel._check import check, new_err
-from pynetlib.kernel.netlink import _ns_fd
+from pynetlib.kernel.netlink import SocketLifetime
 from pynetlib.kernel.netns import Netns
 
 #: nftables address families (NFPROTO_*).
@@ -32,26 +31,21 @@ def _name(value: object, what: str) -> bytes:
     return value.encode()
 
 
-class NftSetSocket:
+class NftSetSocket(SocketLifetime):
     """A NETLINK_NETFILTER socket inside one namespace (the caller's when ``netns`` is
     None), for the elements of sets keyed by one 32-bit value in host byte order."""
 
     def __init__(self, netns: "Netns | int | None" = None, *, timeout: float = 5.0) -> None:
-        if not (0 < timeout <= 3600):
-            raise BadRequestError(f"invalid timeout {timeout!r}: seconds, 0 < t <= 3600")
-        fd = -1 if netns is None else _ns_fd(netns)
-        p = ffi.new("struct pnl_sock **")
-        check(lib.pnl_nft_sock_open(fd, int(timeout * 1000), p), None, "nfnetlink socket",
-              getattr(netns, "path", "") or "")
-        self._s = p[0]
-        self._close_lock = threading.Lock()
+        self._open(lib.pnl_nft_sock_open, netns, timeout, "nfnetlink socket")
 
     def add(self, family: str, table: str, set_name: str, keys: Iterable[int]) -> None:
-        """Put ``keys`` into the set (those there already are fine): all or none."""
+        """Put ``keys`` into the set (those there already are fine). One transaction
+        (all or none) per 1,024 keys."""
         self._change(family, table, set_name, keys, 1)
 
     def remove(self, family: str, table: str, set_name: str, keys: Iterable[int]) -> None:
-        """Take ``keys`` out of the set (those not there are fine): all or none."""
+        """Take ``keys`` out of the set (those not there are fine). One transaction
+        (all or none) per 1,024 keys."""
         self._change(family, table, set_name, keys, 0)
 
     def _change(self, family, table, set_name, keys, add: int) -> None:
@@ -71,31 +65,3 @@ class NftSetSocket:
             check(lib.pnl_nft_set_keys(self._sock(), fam, t, s, arr, len(chunk), add, err),
                   err, "nftables set element " + ("add" if add else "remove"),
                   f"{family} {table} {set_name}")
-
-    def _sock(self):
-        s = self._s
-        if s is None:
-            raise BadRequestError("the nfnetlink socket is closed")
-        return s
-
-    @property
-    def closed(self) -> bool:
-        return self._s is None
-
-    def close(self) -> None:
-        with self._close_lock:
-            if self._s is not None:
-                lib.pnl_sock_close(self._s)
-                self._s = None
-
-    def __enter__(self) -> "NftSetSocket":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
