@@ -85,13 +85,17 @@ static int read_replies(struct pnl_sock *s, uint32_t base, uint32_t elem_seq,
 }
 
 int pnl_nft_set_keys(struct pnl_sock *sock, int family, const char *table, const char *set,
-		     const uint32_t *keys, int n, int add, struct pnl_err *err)
+		     const uint32_t *keys, int n, int op, struct pnl_err *err)
 {
+	static const uint8_t msg_type[] = {
+		[PNL_NFT_DESTROY] = NFT_MSG_DESTROYSETELEM,
+		[PNL_NFT_ADD] = NFT_MSG_NEWSETELEM,
+		[PNL_NFT_DELETE] = NFT_MSG_DELSETELEM,
+	};
 	struct nfgenmsg batch = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0,
 				  .res_id = htobe16(NFNL_SUBSYS_NFTABLES) };
 	struct nfgenmsg msg = { .nfgen_family = (uint8_t)family, .version = NFNETLINK_V0 };
-	uint16_t type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) |
-				   (add ? NFT_MSG_NEWSETELEM : NFT_MSG_DESTROYSETELEM));
+	uint16_t type;
 	size_t cap, elems;
 	unsigned char *buf;
 	struct pnl_req r;
@@ -103,6 +107,9 @@ int pnl_nft_set_keys(struct pnl_sock *sock, int family, const char *table, const
 		return pnl_err_set(err, -1, -EINVAL, "invalid nftables family, table or set");
 	if (n <= 0 || n > PNL_NFT_MAX_ELEMS || !keys)
 		return pnl_err_set(err, -1, -EINVAL, "between 1 and 1024 keys per call");
+	if (op < PNL_NFT_DESTROY || op > PNL_NFT_DELETE)
+		return pnl_err_set(err, -1, -EINVAL, "unknown set element operation");
+	type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | msg_type[op]);
 	rc = pnl_failpoint_check("nft.setelem");
 	if (rc < 0)
 		return pnl_err_set(err, 0, rc, "injected by failpoint nft.setelem");
@@ -114,7 +121,8 @@ int pnl_nft_set_keys(struct pnl_sock *sock, int family, const char *table, const
 		return pnl_err_set(err, -1, -ENOMEM, NULL);
 	pnl_req_init(&r, buf, cap);
 	pnl_req_msg(&r, NFNL_MSG_BATCH_BEGIN, 0, &batch, sizeof(batch));
-	pnl_req_msg(&r, type, NLM_F_ACK | (add ? NLM_F_CREATE : 0), &msg, sizeof(msg));
+	pnl_req_msg(&r, type, NLM_F_ACK | (op == PNL_NFT_ADD ? NLM_F_CREATE : 0), &msg,
+		    sizeof(msg));
 	pnl_req_put_str(&r, NFTA_SET_ELEM_LIST_TABLE, table);
 	pnl_req_put_str(&r, NFTA_SET_ELEM_LIST_SET, set);
 	elems = pnl_req_nest_start(&r, NFTA_SET_ELEM_LIST_ELEMENTS);

@@ -60,6 +60,18 @@ def test_add_and_remove_are_idempotent(ns):
     assert elements(name) == []
 
 
+def test_remove_each_works_without_destroy(ns):
+    """The path for kernels before 6.3 (no NFT_MSG_DESTROYSETELEM), run here too."""
+    name, sock = ns
+    sock.add("bridge", "t", "s", [4, 5, 6])
+    sock.remove_each("bridge", "t", "s", [5, 77, 6])    # 77 is not there: skipped
+    assert elements(name) == [4]
+    nft(name, "add", "set", "bridge", "t", "w", "{ type ipv6_addr; }")
+    with pytest.raises(KernelError):                     # a key of the wrong size
+        sock.remove_each("bridge", "t", "w", [1])
+    assert elements(name) == [4]
+
+
 def test_no_keys_is_nothing_to_do(ns):
     name, sock = ns
     sock.add("bridge", "t", "s", [])

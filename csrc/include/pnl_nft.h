@@ -19,11 +19,14 @@
  * pnl_sock_close. */
 int pnl_nft_sock_open(int netns_fd, int timeout_ms, struct pnl_sock **out);
 
-/* Adds (add != 0) or removes the n keys to or from set `set` of table `table` in
+#define PNL_NFT_DESTROY 0       /* remove; a key that is not there is fine (Linux 6.3) */
+#define PNL_NFT_ADD 1           /* add; a key that is there already is fine */
+#define PNL_NFT_DELETE 2        /* remove; a key that is not there fails (-ENOENT) */
+
+/* Adds or removes (op: PNL_NFT_*) the n keys to or from set `set` of table `table` in
  * address family `family` (an NFPROTO_* value: 7 is bridge), in one transaction: all
- * or none. Adding a key that is there, or removing one that is not, is not an error
- * (removal needs Linux 6.3, for NFT_MSG_DESTROYSETELEM). */
+ * or none. */
 int pnl_nft_set_keys(struct pnl_sock *sock, int family, const char *table, const char *set,
-		     const uint32_t *keys, int n, int add, struct pnl_err *err);
+		     const uint32_t *keys, int n, int op, struct pnl_err *err);
 
 #endif

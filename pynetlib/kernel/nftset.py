@@ -10,12 +10,13 @@ libnftables by the firewall module.
 
 from __future__ import annotations
 
+import errno
 import re
 from typing import Iterable
 
 from pynetlib._ffi import ffi, lib
 from pynetlib.errors import BadRequestError
-from pynetlib.kernel._check import check, new_err
+from pynetlib.kernel._check import KernelError, check, new_err
 from pynetlib.kernel.netlink import SocketLifetime
 from pynetlib.kernel.netns import Netns
 
@@ -41,14 +42,32 @@ class NftSetSocket(SocketLifetime):
     def add(self, family: str, table: str, set_name: str, keys: Iterable[int]) -> None:
         """Put ``keys`` into the set (those there already are fine). One transaction
         (all or none) per 1,024 keys."""
-        self._change(family, table, set_name, keys, 1)
+        self._change(family, table, set_name, list(keys), lib.PNL_NFT_ADD)
 
     def remove(self, family: str, table: str, set_name: str, keys: Iterable[int]) -> None:
         """Take ``keys`` out of the set (those not there are fine). One transaction
-        (all or none) per 1,024 keys."""
-        self._change(family, table, set_name, keys, 0)
+        (all or none) per 1,024 keys; on kernels before 6.3, which cannot remove a key
+        that may be absent in a batch, one per key."""
+        vals = list(keys)
+        try:
+            self._change(family, table, set_name, vals, lib.PNL_NFT_DESTROY)
+        except KernelError as e:
+            if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ERANGE) or not vals:
+                raise
+            self.remove_each(family, table, set_name, vals)
 
-    def _change(self, family, table, set_name, keys, add: int) -> None:
+    def remove_each(self, family: str, table: str, set_name: str,
+                    keys: Iterable[int]) -> None:
+        """Take ``keys`` out one transaction each, skipping those not there (what works
+        on every kernel; a missing set or table is skipped the same way)."""
+        for k in keys:
+            try:
+                self._change(family, table, set_name, [k], lib.PNL_NFT_DELETE)
+            except KernelError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+
+    def _change(self, family, table, set_name, keys, op: int) -> None:
         fam = FAMILIES.get(family) if isinstance(family, str) else None
         if fam is None:
             raise BadRequestError(f"invalid nftables family {family!r}")
@@ -62,6 +81,6 @@ class NftSetSocket(SocketLifetime):
             chunk = vals[i:i + max_n]
             arr = ffi.new("uint32_t[]", chunk)
             err = new_err()
-            check(lib.pnl_nft_set_keys(self._sock(), fam, t, s, arr, len(chunk), add, err),
-                  err, "nftables set element " + ("add" if add else "remove"),
-                  f"{family} {table} {set_name}")
+            check(lib.pnl_nft_set_keys(self._sock(), fam, t, s, arr, len(chunk), op, err),
+                  err, "nftables set element " + ("add" if op == lib.PNL_NFT_ADD else
+                                                  "remove"), f"{family} {table} {set_name}")
