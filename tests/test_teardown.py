@@ -128,6 +128,32 @@ def test_leave_with_a_persistent_namespace_uses_the_reaper(tmp_path, make_netns,
     ctrl.close()
 
 
+def test_leave_remakes_a_missing_retired_set(tmp_path, make_netns):
+    """Tables made by an older pynetlib have no retired set: the first leave makes it
+    (with its chains) and uses it."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "m", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                   "10.159.0.1/16"}})
+    ns = make_netns("ext")
+    ep = net.create_endpoint("e")
+    ep.join("mr", netns_path=f"/run/netns/{ns}")
+    for chain in ("retired_in", "retired_fwd", "retired_out"):
+        subprocess.run(["nft", "delete", "chain", "bridge", "pynetlib", chain], check=True)
+    subprocess.run(["nft", "delete", "set", "bridge", "pynetlib", "retired"], check=True)
+    ctrl._drivers["bridge"]._reaper().max_delay = 60
+    ep.leave("mr")
+    dev = links()[f"pnl{ep.id[:12]}"]
+    assert retired_set() == [dev["ifindex"]]
+    assert dev["linkinfo"]["info_slave_data"]["state"] == "forwarding"
+    assert not _ping(ns, "10.159.0.1")
+    ctrl.flush_teardown()
+    assert retired_set() == []
+    ep.delete()
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
 def test_close_drains_the_reaper(tmp_path, make_netns):
     ctrl = new_ctrl(tmp_path)
     net = ctrl.new_network("bridge", "c", {netlabel.GENERIC_DATA: {"AddressIPv4":
