@@ -865,20 +865,23 @@ class BridgeDriver(Driver):
             return False
         from pynetlib.drivers.bridge.firewall import RETIRED_SET, TABLE
 
-        for attempt in (0, 1):
-            try:
-                self._retired_set().add("bridge", TABLE, RETIRED_SET, [index])
-                return True
-            except OSError as e:
-                if e.errno != errno.ENOENT or attempt:
-                    log.warning("retiring port %d through the firewall: %s", index, e)
-                    return False
-            try:        # the set is missing (tables of an older pynetlib): make it
-                self._fw_call("ensure")
-            except Exception as e:
-                log.warning("recreating the firewall's base structure: %s", e)
+        def add() -> None:
+            self._retired_set().add("bridge", TABLE, RETIRED_SET, [index])
+
+        try:
+            add()
+            return True
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                log.warning("retiring port %d through the firewall: %s", index, e)
                 return False
-        return False
+        try:            # the set is missing (tables of an older pynetlib): make it
+            self._fw_call("ensure")
+            add()
+            return True
+        except Exception as e:
+            log.warning("retiring port %d through the firewall: %s", index, e)
+            return False
 
     def _unblock_ports(self, indexes: list[int]) -> None:
         """The reaper deleted these ports: their indexes leave the retired set."""

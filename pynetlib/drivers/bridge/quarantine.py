@@ -2,8 +2,8 @@
 
 A leave takes the endpoint's host veth out of service (its index in the firewall's
 set of retired ports, or its bridge port disabled) and the reaper deletes it with
-others a little later; the container's end, with
-the endpoint's addresses on it, goes with it. An endpoint deleted before that batch
+others a little later; the container's end, with the endpoint's addresses on it, goes
+with it. An endpoint deleted before that batch
 must not give its addresses back to IPAM yet: another endpoint could be handed one
 while the old device still carries it. So delete_endpoint puts them in quarantine
 instead (a record ``q/<network>/<endpoint>`` in the same transaction as the endpoint's
