@@ -30,11 +30,11 @@ def _sandboxed():
 
 
 @pytest.mark.benchmark(group="reconcile")
-def bench_reconcile_1000_endpoints(benchmark, tmp_path):
+def bench_reconcile_1000_endpoints(benchmark, disk_tmp_path):
     """1,000 endpoints over 5 networks (JOINED of them joined to containers, some with
     static addresses); reconcile = opening a new controller on the state directory."""
     _sandboxed()
-    state = str(tmp_path / "state")
+    state = str(disk_tmp_path / "state")
     ctrl = pynetlib.Controller(state, host_routes=lambda: [])
     nets = [ctrl.new_network("bridge", f"rn{i}", {netlabel.GENERIC_DATA: {
         "AddressIPv4": f"10.{120 + i}.0.1/16"}}) for i in range(5)]
@@ -91,13 +91,13 @@ def _attach_bench(benchmark, tmp_path, store, group_impl):
 
 
 @pytest.mark.benchmark(group="attach: store on disk vs in memory")
-def bench_attach_store_disk(benchmark, tmp_path):
-    _attach_bench(benchmark, tmp_path, "disk", "pynetlib")
+def bench_attach_store_disk(benchmark, disk_tmp_path):
+    _attach_bench(benchmark, disk_tmp_path, "disk", "pynetlib")
 
 
 @pytest.mark.benchmark(group="attach: store on disk vs in memory")
-def bench_attach_store_memory(benchmark, tmp_path):
-    _attach_bench(benchmark, tmp_path, "memory", "store in memory")
+def bench_attach_store_memory(benchmark, disk_tmp_path):
+    _attach_bench(benchmark, disk_tmp_path, "memory", "store in memory")
 
 
 _WORKER = r"""
@@ -131,11 +131,11 @@ print(done, fails, worst)
 
 
 @pytest.mark.benchmark(group="16 processes churning")
-def bench_multiprocess_churn(benchmark, tmp_path):
+def bench_multiprocess_churn(benchmark, disk_tmp_path):
     """PROCS processes run full lifecycles on one network for CHURN_SECONDS; SQLite lock
     waits must stay inside the store (no caller sees an error)."""
     _sandboxed()
-    state = str(tmp_path / "state")
+    state = str(disk_tmp_path / "state")
     ctrl = pynetlib.Controller(state, host_routes=lambda: [])
     ctrl.new_network("bridge", "churn", {netlabel.GENERIC_DATA: {
         "AddressIPv4": "10.140.0.1/16"}})
