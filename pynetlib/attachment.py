@@ -80,13 +80,23 @@ def join(ep, container_id: str, **kwargs) -> ContainerData:
     args = check_join(container_id, **kwargs)
     ctrl = ep._net._ctrl
     ctrl._check_open()
-    with ep._lock, ctrl._container_lock(container_id):
-        step = begin_join(ep, args)
-        plumb_join(step)
-        with ctrl.store.tx() as c:
-            commit_join(c, step)
-        return ContainerData(step.sb.key, tuple(
-            tuple(h) for h in step.done["record"].get("handed", [])))
+    try:
+        with ep._lock, ctrl._container_lock(container_id):
+            step = begin_join(ep, args)
+            plumb_join(step)
+            with ctrl.store.tx() as c:
+                commit_join(c, step)
+            return ContainerData(step.sb.key, tuple(
+                tuple(h) for h in step.done["record"].get("handed", [])))
+    finally:
+        refill_pool(ctrl)
+
+
+def refill_pool(ctrl) -> None:
+    """Let the warm pool replace what this call took: behind the call, not beside it
+    (pynetlib/netnspool.py)."""
+    if ctrl._netns_pool is not None:
+        ctrl._netns_pool.refill()
 
 
 @dataclass

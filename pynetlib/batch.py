@@ -75,6 +75,13 @@ def attach_many(ctrl, specs) -> list:
             raise BadRequestError(f"attach_many: item {i}: {e}") from None
     if not specs:
         return []
+    try:
+        return _attach(ctrl, specs, args)
+    finally:
+        attachment.refill_pool(ctrl)
+
+
+def _attach(ctrl, specs, args) -> list:
     with _container_locks(ctrl, [a.container_id for a in args]), \
             contextlib.ExitStack() as ep_locks:
         with ctrl.store.tx():

@@ -7,6 +7,13 @@ and its netlink socket open; a new sandbox takes one and only binds it to its pa
 Pooled namespaces have no file: they are held by their handles alone, so a process that
 dies with a full pool leaves nothing behind. An empty pool is no error: the sandbox
 then makes its namespace itself.
+
+The refill waits for the join (or ``attach_many``) that took a namespace to return
+(``refill``): making a namespace takes the RTNL lock and a core, and run beside the
+join it slowed that join down. Measured with 200 live containers on this 2-core
+machine, alternating the two within one process: attach median 1.72-1.78 ms with the
+refill after the join, 2.22-2.36 ms with the refill started at ``take`` (2.26-2.29 ms
+without a pool). A pool that runs empty starts refilling at once.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class NamespacePool:
         self._cv = threading.Condition()
         self._ready: collections.deque[Netns] = collections.deque()
         self._stopping = False
+        self._kicked = True                 # a refill is due (the first fill too)
         self.hits = 0
         self.misses = 0
         self._thread = threading.Thread(target=self._fill, name="pynetlib-netns-pool",
@@ -45,15 +53,28 @@ class NamespacePool:
 
     def take(self) -> Netns | None:
         """A ready namespace (lo up, socket open, no file), or None when the pool is
-        empty (or closed)."""
+        empty (or closed). The caller calls :meth:`refill` once its join is plumbed;
+        the pool refills at once only when this leaves it empty."""
         with self._cv:
             ns = self._ready.popleft() if self._ready else None
             if ns is None:
                 self.misses += 1
             else:
                 self.hits += 1
-            self._cv.notify_all()            # the refill thread
+            if not self._ready:
+                self._kick()
         return ns
+
+    def refill(self) -> None:
+        """Make up for the namespaces taken so far (behind the caller, on the pool's
+        thread)."""
+        with self._cv:
+            if len(self._ready) < self.size:
+                self._kick()
+
+    def _kick(self) -> None:
+        self._kicked = True
+        self._cv.notify_all()
 
     @property
     def ready(self) -> int:
@@ -69,7 +90,8 @@ class NamespacePool:
     def _fill(self) -> None:
         while True:
             with self._cv:
-                self._cv.wait_for(lambda: self._stopping or len(self._ready) < self.size)
+                self._cv.wait_for(lambda: self._stopping or (
+                    self._kicked and len(self._ready) < self.size))
                 if self._stopping:
                     return
             try:
@@ -82,6 +104,7 @@ class NamespacePool:
             with self._cv:
                 if not self._stopping:
                     self._ready.append(ns)
+                    self._kicked = len(self._ready) < self.size
                     self._cv.notify_all()
                     continue
             ns.close()

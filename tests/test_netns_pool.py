@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
 import pynetlib
-from pynetlib import netlabel
+from pynetlib import failpoints, netlabel
 from pynetlib.errors import BadRequestError
+from pynetlib.netnspool import NamespacePool
 from pynetlib.sandbox import netns_name_for
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
@@ -97,3 +99,80 @@ def test_a_pooled_namespace_replaces_a_leftover_file(tmp_path):
     assert ctrl.audit() == []
     net.delete()
     ctrl.close()
+
+
+def _net(ctrl, name, subnet):
+    return ctrl.new_network("bridge", name, {netlabel.GENERIC_DATA: {"AddressIPv4": subnet}})
+
+
+def test_the_pool_refills_behind_a_join_not_beside_it(tmp_path):
+    """Making a namespace takes the RTNL lock and a core: the pool waits for the join
+    that took one to return before replacing it."""
+    ctrl = pynetlib.Controller(str(tmp_path / "s"), host_routes=lambda: [],
+                               netns_pool_size=2)
+    pool = ctrl._netns_pool
+    assert pool.wait_full(30)
+    net = _net(ctrl, "r", "10.163.0.1/16")
+    driver = ctrl._drivers["bridge"]
+    seen = []
+    plain_join = driver.join
+
+    def slow_join(*args, **kwargs):
+        time.sleep(0.3)                     # a refill started by the take would be done
+        seen.append(pool.ready)
+        return plain_join(*args, **kwargs)
+
+    driver.join = slow_join
+    ep = net.create_endpoint("e")
+    ep.join("rc")
+    assert seen == [1]                      # not refilled while the join ran
+    assert pool.wait_full(30) and pool.ready == 2       # refilled once it returned
+    ep.leave("rc")
+    ep.delete()
+    net.delete()
+    ctrl.close()
+
+
+def test_the_pool_refills_after_a_failed_join_and_after_attach_many(tmp_path):
+    ctrl = pynetlib.Controller(str(tmp_path / "s"), host_routes=lambda: [],
+                               netns_pool_size=2)
+    pool = ctrl._netns_pool
+    assert pool.wait_full(30)
+    net = _net(ctrl, "f", "10.164.0.1/16")
+    ep = net.create_endpoint("e")
+    failpoints.arm("endpoint.join.after_kernel=raise*1")
+    try:
+        with pytest.raises(failpoints.FailpointError):
+            ep.join("fc")
+    finally:
+        failpoints.arm("endpoint.join.after_kernel=off")
+    assert pool.hits == 1
+    assert pool.wait_full(30)
+    eps = ctrl.attach_many([pynetlib.AttachSpec(net, "m", "mc")])
+    assert pool.hits == 2
+    assert pool.wait_full(30)
+    eps[0].leave("mc")
+    eps[0].delete()
+    ep.delete()
+    ctrl.flush_teardown()
+    assert ctrl.audit() == []
+    net.delete()
+    ctrl.close()
+
+
+def test_a_pool_taken_empty_refills_at_once():
+    pool = NamespacePool(2)
+    try:
+        assert pool.wait_full(30)
+        first = pool.take()
+        time.sleep(0.3)
+        assert pool.ready == 1              # one left: waits for refill()
+        second = pool.take()                # empty: refills without being asked
+        assert pool.wait_full(30)
+        for ns in (first, second):
+            ns.close()
+        pool.take().close()
+        pool.refill()
+        assert pool.wait_full(30)
+    finally:
+        pool.close()
