@@ -97,7 +97,10 @@ class Network:
                       "state) VALUES (?, ?, ?, ?, ?, 'created')",
                       (eid, self.id, name, stored_opts, interfaces_to_json(info.interfaces())))
         failpoint("endpoint.create.after_store")
-        return self._handle(eid, name)
+        ep = self._handle(eid, name)
+        if ep._ifaces is None:          # as stored: the join need not decode them again
+            ep._ifaces = info.interfaces()
+        return ep
 
     def _delete_endpoint(self, ep: Endpoint) -> None:
         with ep._lock:

@@ -205,8 +205,12 @@ def owner_alive(token: str | None) -> bool:
     return pid.isdigit() and _start_time(int(pid)) == start
 
 
+#: one encoder for every record (json.dumps with options builds a new one per call)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None, what: str) -> Any:
