@@ -18,7 +18,7 @@ from pynetlib import codec, etchosts
 from pynetlib.driverapi import Driver
 from pynetlib.errors import (ActiveEndpointsError, ActiveRegistrationError, BadRequestError,
                              InvalidIDError, InvalidNameError, NetworkNameError,
-                             NoSuchNetworkError, NotFoundError, UnknownDriverError)
+                             NoSuchNetworkError, NotFoundError)
 from pynetlib.failpoints import failpoint
 from pynetlib.kernel import DEFAULT_RUNDIR, NetlinkSocket, Netns
 from pynetlib.names import check_name
