@@ -53,7 +53,7 @@ class NamespacePool:
 
     def take(self) -> Netns | None:
         """A ready namespace (lo up, socket open, no file), or None when the pool is
-        empty (or closed). The caller calls :meth:`refill` once its join is plumbed;
+        empty (or closed). The caller calls :meth:`refill` once its join has returned;
         the pool refills at once only when this leaves it empty."""
         with self._cv:
             ns = self._ready.popleft() if self._ready else None
