@@ -6,6 +6,7 @@ import errno
 import ipaddress
 import os
 import socket
+import time
 
 import pytest
 
@@ -52,6 +53,18 @@ def state(ipr):
                           r.get("RTA_OIF"), r.get("RTA_TABLE"))) for r in ipr.get_routes()
                     if not str(r.get("RTA_DST", "")).startswith(("fe80:", "ff00:")))
     return addrs, routes
+
+
+def local_route_added(ipr, addr: str, timeout: float = 5.0) -> bool:
+    """Wait for the local /128 route of IPv6 address ``addr``: the kernel adds it from
+    its addrconf work, after the address add has returned (even with NODAD)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r.get("RTA_DST") == addr and r["dst_len"] == 128
+               for r in ipr.get_routes(family=socket.AF_INET6, table=255)):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 # --- addresses ---------------------------------------------------------------------------
@@ -102,6 +115,7 @@ def test_duplicate_address_is_eexist(env):
     s, ipr, v0 = env
     s.addr_add("v0", "10.1.2.3/16")
     s.addr_add("v0", "fd00:1::5/64", nodad=True)
+    assert local_route_added(ipr, "fd00:1::5")
     before = state(ipr)
     for addr in ("10.1.2.3/16", "fd00:1::5/64"):
         with pytest.raises(ObjectExistsError) as ei:
