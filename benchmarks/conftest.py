@@ -40,8 +40,12 @@ def pytest_configure(config):
     config._pnl_results = RESULTS
     if in_sandbox() and config.option.basetemp is None:
         base = tempfile.mkdtemp(prefix="pynetlib-bench-", dir=DISK_TMP)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=2g",
-                        "pynetlib-bench", base], check=True)
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=2g",
+                            "pynetlib-bench", base], check=True)
+        except BaseException:
+            os.rmdir(base)
+            raise
         config._pnl_basetemp = base
         config.option.basetemp = os.path.join(base, "run")   # pytest empties it first
 
