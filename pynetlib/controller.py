@@ -172,8 +172,15 @@ class Controller:
     def _handle(self, nid: str, name: str, ntype: str) -> Network:
         with self._lock:
             net = self._handles.get(nid)
+        if net is not None:
+            return net
+        # Resolved outside the lock: activating a plugin talks to it, for as long as its
+        # timeouts allow, and every other user of the lock (joins among them) would wait.
+        driver = self._driver(ntype)
+        with self._lock:
+            net = self._handles.get(nid)
             if net is None:
-                net = self._handles[nid] = Network(self, name, nid, ntype, self._driver(ntype))
+                net = self._handles[nid] = Network(self, name, nid, ntype, driver)
             return net
 
     def new_network(self, network_type: str, name: str, options: dict | None = None, *,

@@ -703,6 +703,44 @@ def test_activation_while_another_thread_holds_the_controller_lock(no_leaks, tmp
         c.close()
 
 
+def test_a_slow_activation_does_not_hold_up_the_controller(no_leaks, tmp_path, plugin_dir,
+                                                          fake):
+    """A stored network's plugin activated by a lookup (slowly: the plugin takes 1.5 s
+    to answer) does not make other users of the controller wait for it."""
+    state = str(tmp_path / "state")
+    c = open_ctrl(state, plugin_dir)
+    nid = c.new_network(PLUGIN, "stored").id
+    c.close()
+    fake.calls.clear()
+    fake.on("Plugin.Activate", lambda b: (time.sleep(1.5), {"Implements": ["NetworkDriver"]})[1])
+    fake.stop()                                 # not there at start: nothing activated
+    c = pynetlib.Controller(state, host_routes=lambda: [], plugin_dirs=[plugin_dir],
+                            plugin_call_timeout=10)
+    try:
+        fake.start()
+        found = []
+        t = threading.Thread(target=lambda: found.append(c.network_by_id(nid)))
+        t.start()
+        deadline = time.monotonic() + 5
+        while "Plugin.Activate" not in fake.methods():      # the lookup is activating
+            assert time.monotonic() < deadline, "the lookup never asked the plugin"
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        c.host_socket()                         # takes the controller's lock
+        bridges = [n.name for n in c.networks()]
+        took = time.monotonic() - t0
+        activating = t.is_alive()
+        t.join(timeout=20)
+        assert took < 0.5, f"the controller waited {took:.2f} s for the plugin"
+        assert activating, "the activation was not slow: the test proves nothing"
+        assert bridges == [] and [n.id for n in found] == [nid]
+        for n in c.networks():
+            n.delete()
+        assert c.audit() == []
+    finally:
+        c.close()
+
+
 def test_a_plugin_refusing_a_rollback_does_not_stop_the_controller(no_leaks, tmp_path,
                                                                     plugin_dir, fake):
     """A network create interrupted by a crash is rolled back by the next controller's
