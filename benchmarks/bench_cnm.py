@@ -5,7 +5,9 @@ loop over pynetlib's C library doing netns create + attach (csrc/tools/pnl_attac
 back to back as here: its burst mode; run beside each variant, with and without the warm
 namespace pool, so each ratio compares runs made under the same conditions) and with
 pyroute2 doing the same kernel steps in-process (netns create, veth with the peer in the
-netns, bridge, up, address, default route).
+netns, bridge, up, address, default route). Each of them starts once the kernel has
+finished what the set-up and the one before left it (``settle``: the bridge back to
+LIVE ports, no IPv6 address still tentative).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pynetlib import netlabel
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import (pyroute2_attach, record, record_benchmark, rounds,  # noqa: E402
-                      teardown_controller)
+                      settle, teardown_controller)
 
 LIVE = int(os.environ.get("PNL_BENCH_LIVE", "200"))
 BRIDGE = "pnlcnm0"
@@ -51,6 +53,7 @@ def network(request, tmp_path_factory):
         ep = net.create_endpoint(f"live{i}")
         ep.join(f"live{i}")
         live.append(ep)
+    settle(BRIDGE, LIVE)
     yield ctrl, net, request.param
     teardown_controller(ctrl)
 
@@ -60,6 +63,8 @@ def bench_cnm_attach_pynetlib(benchmark, network):
     ctrl, net, variant = network
     made = []
     pool = ctrl._netns_pool
+    ctrl.flush_teardown()
+    settle(BRIDGE, LIVE)            # each variant starts from a quiet kernel
 
     def setup():
         if pool is not None:
@@ -90,6 +95,8 @@ def bench_cnm_attach_pyroute2(benchmark, network):
 
     if network[2]:
         pytest.skip("measured once, with the plain network")
+    network[0].flush_teardown()
+    settle(BRIDGE, LIVE)
     ipr = IPRoute()
     br = ipr.link_lookup(ifname=BRIDGE)[0]
     made = []
@@ -121,6 +128,8 @@ def bench_cnm_attach_c_loop(benchmark, network, c_loop):
     variant, so each ratio compares runs made under the same conditions."""
     count = min(rounds(100), ROOM)
     out = []
+    network[0].flush_teardown()
+    settle(BRIDGE, LIVE)
 
     def run():
         p = subprocess.run([c_loop, "/run/netns", BRIDGE, str(count), "cc", "burst"],

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
 
 from pynetlib.testing import in_sandbox, isolate_pytest_run
 
+IFA_F_TENTATIVE = 0x40          # linux/if_addr.h
 RESULTS: dict[str, dict[str, float]] = {}
 #: free-form figures (throughput, p99, CPU per container, growth), printed as given
 FIGURES: list[tuple[str, str, str]] = []
@@ -99,6 +102,32 @@ def c_loop(tmp_path_factory):
     subprocess.run(["cmake", "--build", str(build), "--target", "pnl_attach_loop"],
                    check=True, capture_output=True)
     return str(build / "pnl_attach_loop")
+
+
+def settle(bridge: str, ports: int, timeout: float = 120.0) -> float:
+    """Wait until the kernel has finished the work earlier steps left it: the bridge
+    has exactly ``ports`` ports (the veths of deleted namespaces are gone) and no IPv6
+    address of this namespace is still tentative (duplicate address detection, whose
+    completions take the RTNL lock). Read through pyroute2. Returns the seconds waited.
+    With 1,000 live containers the set-up leaves seconds of such work, which a timed
+    step started at once would pay for."""
+    from pyroute2 import IPRoute
+
+    t0 = time.monotonic()
+    with IPRoute() as ipr:
+        (br,) = ipr.link_lookup(ifname=bridge)
+        while True:
+            n = sum(1 for link in ipr.get_links() if link.get("IFLA_MASTER") == br)
+            tentative = [a for a in ipr.get_addr(family=socket.AF_INET6)
+                         if a["flags"] & IFA_F_TENTATIVE]
+            if n == ports and not tentative:
+                break
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"bridge {bridge}: {n} ports (want {ports}), "
+                                   f"{len(tentative)} tentative addresses")
+            time.sleep(0.1)
+    time.sleep(0.5)             # the last completions' deferred work
+    return time.monotonic() - t0
 
 
 def pyroute2_attach(ipr, bridge: int, path: str, hname: str, addr: str, gateway: str) -> None:
