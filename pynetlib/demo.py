@@ -125,7 +125,7 @@ def run(containers: int = 20) -> int:
         return f"median {statistics.median(xs) * 1e3:.3f} ms, max {max(xs) * 1e3:.3f} ms"
 
     print(f"create_endpoint + join (new sandbox, veth, address, route, files): {ms(t_attach)}")
-    print(f"leave + delete (the kernel's RCU wait per deleted veth included): {ms(t_detach)}")
+    print(f"leave + delete (devices and namespaces go afterwards, in batches): {ms(t_detach)}")
     print(f"left behind: devices {left or 'none'}, namespaces "
           f"{sorted(os.listdir('/run/netns')) or 'none'}")
     return 0 if ok == containers - 1 and not left and not problems else 1
