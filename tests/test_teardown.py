@@ -570,3 +570,30 @@ def test_leave_after_the_runtime_removed_its_namespace(tmp_path):
     assert c.audit() == []
     c.network_by_name("gone").delete()
     c.close()
+
+
+def test_network_deleted_before_the_reapers_batch(tmp_path, caplog):
+    """The last firewalled network is deleted (its nftables table with it) while the
+    reaper still holds retired ports of its containers: the batch deletes them and has
+    nothing to take out of a set that is gone. Nothing is reported, nothing is left."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "gone", {netlabel.GENERIC_DATA: {"AddressIPv4":
+                                                                      "10.161.0.1/16"}})
+    reaper = ctrl._drivers["bridge"]._reaper()
+    reaper.max_delay = 60                     # the batch waits until it is flushed
+    eps = [net.create_endpoint(f"e{i}") for i in range(4)]
+    for i, ep in enumerate(eps):
+        ep.join(f"gn{i}")
+    for i, ep in enumerate(eps):
+        ep.leave(f"gn{i}")
+        ep.delete()
+    assert retired_set() != []                # the ports wait in the set for the batch
+    net.delete()
+    assert subprocess.run(["nft", "list", "table", "bridge", "pynetlib"],
+                          capture_output=True).returncode != 0      # the table is gone
+    with caplog.at_level("WARNING", logger="pynetlib"):
+        ctrl.flush_teardown()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    assert [n for n in links() if n.startswith("pnl")] == []
+    assert ctrl.audit() == []
+    ctrl.close()

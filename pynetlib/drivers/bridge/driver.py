@@ -884,10 +884,16 @@ class BridgeDriver(Driver):
             return False
 
     def _unblock_ports(self, indexes: list[int]) -> None:
-        """The reaper deleted these ports: their indexes leave the retired set."""
+        """The reaper deleted these ports: their indexes leave the retired set. A set
+        that is gone (its table removed with the last network that had the firewall)
+        took them with it."""
         from pynetlib.drivers.bridge.firewall import RETIRED_SET, TABLE
 
-        self._retired_set().remove("bridge", TABLE, RETIRED_SET, indexes)
+        try:
+            self._retired_set().remove("bridge", TABLE, RETIRED_SET, indexes)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise
 
     def prune_retired_ports(self) -> list[str]:
         """Take out of the retired set the indexes of devices that are gone (left by a
