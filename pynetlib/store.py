@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 import zlib
 from typing import Any, Iterator
 
@@ -205,6 +206,13 @@ def owner_alive(token: str | None) -> bool:
     return pid.isdigit() and _start_time(int(pid)) == start
 
 
+def _close_quietly(c: sqlite3.Connection) -> None:
+    try:
+        c.close()
+    except sqlite3.Error:
+        pass
+
+
 #: one encoder for every record (json.dumps with options builds a new one per call)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
@@ -235,7 +243,8 @@ class Store:
         # Shared-cache memory databases fail a second writer at once instead.
         self._uri = f"file:/pnl-{os.getpid()}-{id(self)}?vfs=memdb" if memory else None
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        #: every open connection, with (a weak reference to) the thread it belongs to
+        self._conns: list[tuple[sqlite3.Connection, weakref.ref]] = []
         self._conns_lock = threading.Lock()
         self._write_lock = threading.Lock()     # this process's write transactions
         self._closed = False
@@ -274,8 +283,24 @@ class Store:
             self._local.conn = c
             self._local.depth = 0
             with self._conns_lock:
-                self._conns.append(c)
+                self._conns.append((c, weakref.ref(threading.current_thread())))
+                ended = self._ended_threads_conns()
+            for old in ended:
+                _close_quietly(old)
         return c
+
+    def _ended_threads_conns(self) -> list[sqlite3.Connection]:
+        """Take out the connections of threads that have ended (with _conns_lock held):
+        without this, a caller that runs each operation on a new thread would leave two
+        file descriptors open per thread until close(). A thread that has ended can no
+        longer use its connection, so closing it from here is safe; done after the new
+        connection is open, so an in-memory database always keeps one."""
+        keep, ended = [], []
+        for c, owner in self._conns:
+            t = owner()
+            (keep if t is not None and t.is_alive() else ended).append((c, owner))
+        self._conns = keep
+        return [c for c, _ in ended]
 
     # -- checkpoints ----------------------------------------------------------------
     def _committed(self) -> None:
@@ -316,11 +341,8 @@ class Store:
             t.join(30)
         with self._conns_lock:
             conns, self._conns = self._conns, []
-        for c in conns:
-            try:
-                c.close()
-            except sqlite3.Error:
-                pass
+        for c, _ in conns:
+            _close_quietly(c)
 
     # -- transactions ---------------------------------------------------------------
     @contextlib.contextmanager
