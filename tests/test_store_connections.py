@@ -36,6 +36,11 @@ def store_fds(state_dir: str) -> int:
     return n
 
 
+def fds() -> int:
+    """All of this process's open descriptors."""
+    return len(os.listdir("/proc/self/fd"))
+
+
 def run_in_thread(fn, *args):
     out = {}
 
@@ -144,6 +149,3 @@ def test_a_thread_per_container_keeps_the_process_fds_flat(tmp_path):
         net.delete()
         ctrl.close()
 
-
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
