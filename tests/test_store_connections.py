@@ -145,7 +145,11 @@ def test_a_thread_per_container_keeps_the_process_fds_flat(tmp_path):
         # with the next one; a controller thread's) stays; nothing grows per thread
         assert middle <= before + 4 and after <= middle, (before, middle, after)
         assert ctrl.audit() == []
-    finally:
+    finally:                            # a failed lifecycle may leave its endpoint
+        for ep in net.endpoints():
+            if ep.joined_container:
+                ep.leave(ep.joined_container)
+            ep.delete()
         net.delete()
         ctrl.close()
 
