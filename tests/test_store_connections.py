@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-import pynetlib
 from pynetlib import netlabel
 from pynetlib import store as store_mod
 from pynetlib.store import Store, open_store
@@ -117,8 +116,7 @@ def test_an_in_memory_store_outlives_the_threads_that_made_it():
 @pytest.mark.kernel
 @pytest.mark.skipif(os.environ.get("PYNETLIB_TEST_SANDBOX") != "1",
                     reason="needs the isolated test run")
-def test_a_thread_per_container_keeps_the_process_fds_flat(tmp_path):
-    ctrl = pynetlib.Controller(str(tmp_path / "state"), host_routes=lambda: [])
+def test_a_thread_per_container_keeps_the_process_fds_flat(ctrl):
     net = ctrl.new_network("bridge", "thr", {netlabel.GENERIC_DATA: {
         "BridgeName": "pnlt-thr", "AddressIPv4": "10.151.0.1/16"}})
 
@@ -128,28 +126,19 @@ def test_a_thread_per_container_keeps_the_process_fds_flat(tmp_path):
         ep.leave(f"thr{i}")
         ep.delete()
 
-    try:
-        for i in range(5):              # the controller's own threads start
-            run_in_thread(container, i)
-        ctrl.flush_teardown()
-        before = fds()
-        for i in range(5, 55):
-            run_in_thread(container, i)
-        ctrl.flush_teardown()
-        middle = fds()
-        for i in range(55, 105):
-            run_in_thread(container, i)
-        ctrl.flush_teardown()
-        after = fds()
-        # what the first rounds opened for good (the last thread's connection, closed
-        # with the next one; a controller thread's) stays; nothing grows per thread
-        assert middle <= before + 4 and after <= middle, (before, middle, after)
-        assert ctrl.audit() == []
-    finally:                            # a failed lifecycle may leave its endpoint
-        for ep in net.endpoints():
-            if ep.joined_container:
-                ep.leave(ep.joined_container)
-            ep.delete()
-        net.delete()
-        ctrl.close()
-
+    for i in range(5):                  # the controller's own threads start
+        run_in_thread(container, i)
+    ctrl.flush_teardown()
+    before = fds()
+    for i in range(5, 55):
+        run_in_thread(container, i)
+    ctrl.flush_teardown()
+    middle = fds()
+    for i in range(55, 105):
+        run_in_thread(container, i)
+    ctrl.flush_teardown()
+    after = fds()
+    # what the first rounds opened for good (the last thread's connection, closed with
+    # the next one; a controller thread's) stays; nothing grows per thread
+    assert middle <= before + 4 and after <= middle, (before, middle, after)
+    assert ctrl.audit() == []
