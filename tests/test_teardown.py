@@ -316,6 +316,42 @@ def test_a_deleted_endpoints_address_is_held_until_its_device_is_gone(tmp_path, 
     ctrl.close()
 
 
+def test_one_reaper_batch_gives_back_every_held_address(tmp_path):
+    """Many endpoints deleted before one reaper batch, on a dual-stack network: when the
+    batch has deleted their devices, every address of both pools is free again and no
+    quarantine record is left, in IPAM's stored state too (a new controller sees it)."""
+    ctrl = new_ctrl(tmp_path)
+    net = ctrl.new_network("bridge", "qb", {netlabel.GENERIC_DATA: {
+        "AddressIPv4": "10.157.0.1/16", "EnableIPv6": True,
+        "FixedCIDRv6": "2001:db8:157::/64"}})
+    reaper = ctrl._drivers["bridge"]._reaper()
+    reaper.max_delay = 60                               # one batch, when flushed
+    pools = ("LocalDefault/10.157.0.0/16", "LocalDefault/2001:db8:157::/64")
+    held = []
+    for i in range(30):
+        ep = net.create_endpoint(f"e{i}")
+        ep.join(f"qb{i}")
+        iface = ep.info().interfaces[0]
+        held.append((str(iface.address.ip), str(iface.address_ipv6.ip)))
+        ep.leave(f"qb{i}")
+        ep.delete()
+    quarantine = ctrl._drivers["bridge"]._quarantine
+    assert len(quarantine.records(net.id)) == 30
+    assert all(ctrl.ipam.is_allocated(p, a) for v4, v6 in held
+               for p, a in zip(pools, (v4, v6)))
+    ctrl.flush_teardown()
+    assert quarantine.records(net.id) == {}
+    assert not any(ctrl.ipam.is_allocated(p, a) for v4, v6 in held
+                   for p, a in zip(pools, (v4, v6)))
+    assert ctrl.audit() == []
+    ctrl.close()
+    again = new_ctrl(tmp_path)                          # what the store says
+    assert not any(again.ipam.is_allocated(p, a) for v4, v6 in held
+                   for p, a in zip(pools, (v4, v6)))
+    again.network_by_name("qb").delete()
+    again.close()
+
+
 @pytest.mark.parametrize("failing", [
     "link.delete=errno:EBUSY*1",        # the group delete
     "nl.send=errno:EBUSY*1",            # the reaper's first request: moving the port

@@ -25,6 +25,7 @@ from typing import Callable
 from pynetlib.store import dumps, loads, owner_token
 
 log = logging.getLogger(__name__)
+_KEYS_PER_STATEMENT = 500           # well under SQLite's limit on bound parameters
 
 
 def quarantine_key(nid: str, eid: str) -> str:
@@ -93,25 +94,34 @@ class AddressQuarantine:
             self._release_keys(keys)
 
     def _release_keys(self, keys: list[str]) -> None:
+        """Release the addresses of the records ``keys`` and drop the records, in one
+        transaction with one IPAM update per pool (a reaper batch releases hundreds:
+        one update each held the store's write lock, which every caller waits for, for
+        milliseconds)."""
         if self._store is None:
-            for k in keys:
-                rec = self._memory.pop(k, None)
-                if rec is not None:
-                    self._give_back(rec)
+            self._give_back([rec for rec in (self._memory.pop(k, None) for k in keys)
+                             if rec is not None])
             return
         with self._store.tx() as c:
-            for k in keys:
-                row = c.execute("SELECT value FROM kv WHERE owner='bridge' AND key=?",
-                                (k,)).fetchone()
-                if row is None:
-                    continue                    # released by someone else meanwhile
-                self._give_back(loads(row[0], "quarantined addresses"))
-                c.execute("DELETE FROM kv WHERE owner='bridge' AND key=?", (k,))
+            recs = []
+            for i in range(0, len(keys), _KEYS_PER_STATEMENT):
+                part = keys[i:i + _KEYS_PER_STATEMENT]
+                marks = ", ".join("?" * len(part))
+                rows = c.execute(f"SELECT value FROM kv WHERE owner='bridge' AND key IN "
+                                 f"({marks})", part).fetchall()
+                # A key without a row was released by someone else meanwhile.
+                recs += [loads(v, "quarantined addresses") for (v,) in rows]
+                if rows:
+                    c.execute(f"DELETE FROM kv WHERE owner='bridge' AND key IN ({marks})",
+                              part)
+            self._give_back(recs)
 
-    def _give_back(self, rec: dict) -> None:
+    def _give_back(self, recs: list[dict]) -> None:
+        """The records' addresses back to IPAM: one release per pool."""
         by_pool: dict[str, list[str]] = {}
-        for pool, ip in rec.get("addrs", []):
-            by_pool.setdefault(pool, []).append(ip)
+        for rec in recs:
+            for pool, ip in rec.get("addrs", []):
+                by_pool.setdefault(pool, []).append(ip)
         for pool, ips in by_pool.items():
             self._ipam.release_addresses(pool, ips)
 
