@@ -14,7 +14,7 @@ import secrets
 import threading
 from typing import Callable
 
-from pynetlib import codec, etchosts
+from pynetlib import codec, etchosts, forksafe
 from pynetlib.driverapi import Driver
 from pynetlib.errors import (ActiveEndpointsError, ActiveRegistrationError, BadRequestError,
                              InvalidIDError, InvalidNameError, NetworkNameError,
@@ -86,7 +86,9 @@ class Controller:
         self._host_ns: Netns | None = None
         self._teardown = DeferredTeardown()
         self._closed = False
+        self._forked_from: int | None = None     # in a child made by fork(): the parent
         self._netns_pool: NamespacePool | None = None
+        forksafe.track(self)
         try:
             from pynetlib.drivers.remote import PluginActivator
 
@@ -386,7 +388,17 @@ class Controller:
     # -- lifetime -------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
+            if self._forked_from is not None:
+                raise BadRequestError(forksafe.forked_message("controller",
+                                                              self._forked_from))
             raise BadRequestError("the controller is closed")
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by fork(): closed, without touching anything (see
+        pynetlib/forksafe.py); its store, sockets and threads' queues follow suit."""
+        self._lock = threading.RLock()
+        self._forked_from = os.getppid()
+        self._closed = True
 
     def reconcile(self) -> list[str]:
         """Finish or roll back whatever a crash interrupted, re-create what the kernel
@@ -405,6 +417,8 @@ class Controller:
 
     def flush_teardown(self) -> None:
         """Wait until every namespace and device left by leave has been deleted."""
+        if self._forked_from is not None:
+            self._check_open()              # raises: that teardown is the parent's
         self._teardown.flush()
         for d in list(self._drivers.values()):
             flush = getattr(d, "flush_teardown", None)

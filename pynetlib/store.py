@@ -30,7 +30,8 @@ import weakref
 import zlib
 from typing import Any, Iterator
 
-from pynetlib.errors import InternalError, TimeoutError
+from pynetlib import forksafe
+from pynetlib.errors import BadRequestError, InternalError, TimeoutError
 
 SCHEMA_VERSION = 3
 DB_NAME = "pynetlib.db"
@@ -230,6 +231,10 @@ def loads(text: str | None, what: str) -> Any:
         raise CorruptStoreError(f"store record {what} is not valid JSON: {e}") from None
 
 
+#: connections a child made by fork() inherited: never used, never closed there
+_inherited: list[sqlite3.Connection] = []
+
+
 class Store:
     """A SQLite database file; a connection per thread, transactions per operation."""
 
@@ -251,12 +256,28 @@ class Store:
         self._commits = 0
         self._ckpt_due = threading.Event()
         self._ckpt_thread: threading.Thread | None = None
+        self._forked_from: int | None = None     # in a child made by fork(): the parent
         self._migrate()
+        forksafe.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by fork(): unusable, and its connections are kept, never
+        used nor closed (see pynetlib/forksafe.py)."""
+        _inherited.extend(c for c, _ in self._conns)
+        self._conns = []
+        self._conns_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._ckpt_thread = None
+        self._forked_from = os.getppid()
+        self._closed = True
 
     # -- connections ----------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
         if c is None:
+            if self._forked_from is not None:
+                raise BadRequestError(forksafe.forked_message("store", self._forked_from))
             if self._closed:
                 raise StoreError("the store is closed")
             if self._uri:
@@ -329,6 +350,8 @@ class Store:
                 pass                            # the next one catches up
 
     def close(self) -> None:
+        if self._forked_from is not None:
+            return                  # the parent's: nothing of it is touched here
         if not self._closed and not self._uri and self._commits:
             try:            # what this process wrote, back into the database file
                 self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

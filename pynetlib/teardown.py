@@ -18,6 +18,7 @@ import time
 import weakref
 from typing import Callable
 
+from pynetlib import forksafe
 from pynetlib.batching import wait_for_batch
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,18 @@ class DeferredTeardown:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.busy_seconds = 0.0     # time the thread spent tearing down (benchmarks)
+        self._forked = False
         ref = weakref.ref(self)
         atexit.register(lambda: ref() is not None and ref().close())
+        forksafe.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by fork(): the parent's pending teardown is the parent's
+        (run here, at exit, it could remove a namespace the parent has made again)."""
+        self._cv = threading.Condition()
+        self._jobs, self._running = {}, {}
+        self._thread = None
+        self._stopping = self._forked = True
 
     def submit(self, key: str, job: Callable[[], None]) -> None:
         """Run ``job`` soon, on the teardown thread (now, once closed). At most one
@@ -103,6 +114,8 @@ class DeferredTeardown:
 
     def close(self) -> None:
         """Finish what is pending and stop the thread."""
+        if self._forked:
+            return
         with self._cv:
             self._stopping = True
             self._cv.notify_all()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket as _socket
 import threading
 from dataclasses import dataclass
 from typing import Iterable, Union
 
+from pynetlib import forksafe
 from pynetlib._ffi import ffi, lib
 from pynetlib.errors import BadRequestError, DumpInterruptedError
 from pynetlib.kernel import validate
@@ -113,6 +115,18 @@ class SocketLifetime:
     def _own(self, sock) -> None:
         self._s = sock
         self._close_lock = threading.Lock()
+        forksafe.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by fork(): its fd closed, the C struct left alone (a
+        thread of the parent may have held its lock)."""
+        self._close_lock = threading.Lock()
+        s, self._s = self._s, None
+        if s is not None:
+            try:
+                os.close(lib.pnl_sock_fd(s))
+            except OSError:
+                pass
 
     @property
     def closed(self) -> bool:

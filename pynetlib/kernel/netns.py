@@ -13,6 +13,7 @@ import os
 import threading
 from typing import Iterator
 
+from pynetlib import forksafe
 from pynetlib._ffi import ffi, lib
 from pynetlib.errors import BadRequestError, KernelError, NoSuchNamespaceError
 from pynetlib.kernel import validate
@@ -54,6 +55,7 @@ class Netns:
         self.rundir = rundir
         self._sock = None
         self._lock = threading.Lock()
+        forksafe.track(self)
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -167,6 +169,17 @@ class Netns:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by fork(): closed (it would keep the namespace alive)."""
+        self._lock = threading.Lock()
+        self._sock = None               # closed by its own hook
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def delete(self) -> None:
         """Close the handle and remove the named namespace file (unmount + unlink)."""

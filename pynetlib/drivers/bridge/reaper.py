@@ -36,6 +36,7 @@ import time
 import weakref
 from typing import Callable
 
+from pynetlib import forksafe
 from pynetlib.batching import wait_for_batch
 from pynetlib.kernel import NetlinkSocket
 
@@ -69,9 +70,18 @@ class Reaper:
         self.deleted_batches = 0
         self.last_batch_seconds = 0.0
         self.busy_seconds = 0.0     # time spent deleting, all batches (benchmarks)
+        self._forked = False
         # A process that exits without close() still deletes what it left pending.
         ref = weakref.ref(self)
         atexit.register(lambda: ref() is not None and ref().close())
+        forksafe.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by fork(): the parent's devices are the parent's to delete."""
+        self._cv = threading.Condition()
+        self._after, self._blocked = {}, []
+        self._thread = None
+        self._stopping = self._forked = True
 
     def submit(self, sock: NetlinkSocket, link) -> int | None:
         """Retire the bridge port ``link`` into the reap group (through the caller's
@@ -205,6 +215,8 @@ class Reaper:
 
     def close(self) -> None:
         """Delete what is pending and stop the thread."""
+        if self._forked:
+            return
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
