@@ -22,6 +22,7 @@ import collections
 import logging
 import threading
 
+from pynetlib import forksafe
 from pynetlib.errors import BadRequestError
 from pynetlib.kernel import Netns
 
@@ -50,6 +51,14 @@ class NamespacePool:
         self._thread = threading.Thread(target=self._fill, name="pynetlib-netns-pool",
                                         daemon=True)
         self._thread.start()
+        forksafe.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child made by fork(): empty and stopped (the pooled namespaces' fds
+        are closed by their own hook)."""
+        self._cv = threading.Condition()
+        self._ready = collections.deque()
+        self._stopping = True
 
     def take(self) -> Netns | None:
         """A ready namespace (lo up, socket open, no file), or None when the pool is

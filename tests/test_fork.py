@@ -23,7 +23,8 @@ PARENT = textwrap.dedent("""
     from pynetlib import netlabel
     from pynetlib.kernel import Netns
 
-    ctrl = pynetlib.Controller(sys.argv[1], host_routes=lambda: [])
+    ctrl = pynetlib.Controller(sys.argv[1], host_routes=lambda: [], netns_pool_size=2)
+    ctrl._netns_pool.wait_full()           # namespaces of its own, held by fds only
     ctrl._teardown.max_delay = 60          # the namespace removal below stays pending
     net = ctrl.new_network("bridge", "fk", {netlabel.GENERIC_DATA: {
         "BridgeName": "pnlt-fork", "AddressIPv4": "10.161.0.1/16"}})
