@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -112,3 +113,24 @@ def test_a_forked_child_leaves_the_parents_objects_alone(tmp_path):
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         db.close()
+
+
+def test_a_child_creates_namespaces_while_a_parent_thread_held_the_kernel_layers_lock():
+    """A thread of the parent held the kernel layer's module lock at the fork: in the
+    child (where that thread does not exist) creating a namespace must not wait on it."""
+    from pynetlib.kernel import netns as netns_mod
+
+    with netns_mod._prepared_lock:         # as a parent thread inside prepare_rundir
+        pid = os.fork()
+        if pid == 0:                       # the child: report through the exit status
+            code = 1
+            try:
+                signal.alarm(10)           # a wait on the inherited lock fails the test
+                ns = netns_mod.Netns.create("fk-child-ns")
+                ns.delete()
+                code = 0
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not os.path.exists("/run/netns/fk-child-ns")

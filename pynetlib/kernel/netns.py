@@ -25,6 +25,15 @@ _prepared: set[str] = set()
 _prepared_lock = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    """After fork(): a thread of the parent that no longer exists may hold the lock."""
+    global _prepared_lock
+    _prepared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _rundir(rundir: str | None) -> bytes:
     rd = rundir or DEFAULT_RUNDIR
     if not isinstance(rd, str) or not os.path.isabs(rd) or "\0" in rd:
