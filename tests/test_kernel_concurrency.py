@@ -187,3 +187,43 @@ def test_link_dump_under_concurrent_changes(make_netns, ipr_in):
         assert results["ok"] > 0
     left = {l.get("IFLA_IFNAME") for l in ipr.get_links()}
     assert left == stable
+
+
+def test_close_while_threads_are_inside_calls(make_netns):
+    """A socket closed while other threads are inside calls on it (a controller closed
+    while requests run): close() waits for the calls in flight before it frees the C
+    socket, so every call either completes with the right answer or raises ValueError
+    (closed). Before, close() freed the socket under the running calls: they failed
+    with EBADF, or read freed memory (which the suite's ASan run reports)."""
+    name = make_netns("k")
+    with Netns.named(name) as ns, NetlinkSocket(ns) as setup:
+        make = device_maker(setup)
+        for i in range(300):                # a dump long enough to be caught inside
+            make(f"c{i}")
+        expect = len(setup.links())
+        for _ in range(10):
+            sock = NetlinkSocket(ns)
+            done = [0] * THREADS
+            ready = threading.Barrier(THREADS + 1)
+
+            def dump(i):
+                ready.wait()
+                while True:
+                    try:
+                        links = sock.links()
+                    except ValueError:
+                        return                      # closed: the only error allowed
+                    assert len(links) == expect
+                    done[i] += 1
+
+            errors: list[BaseException] = []
+            t = threading.Thread(target=lambda: errors.extend(run_threads(THREADS, dump)))
+            t.start()
+            ready.wait()
+            time.sleep(0.005)                       # the threads are inside dumps
+            sock.close()
+            assert sock.closed
+            t.join(120)
+            assert not t.is_alive(), "a thread hung"
+            assert errors == []
+            assert sum(done) > 0

@@ -84,7 +84,8 @@ def attach_veth_pair(host: NetlinkSocket, netns: Netns, host_name: str,
 
     res = ffi.new("struct pnl_attach_result *")
     err = new_err()
-    rc = lib.pnl_veth_attach(host._sock(), netns.socket()._sock(), req, res, err)
+    with host._in_use() as hs, netns.socket()._in_use() as cs:
+        rc = lib.pnl_veth_attach(hs, cs, req, res, err)
     if rc < 0:
         step = _STEPS[err.index] if 0 <= err.index < 2 else "container address/route setup"
         check(rc, err, f"attach ({step})", host_name)

@@ -96,9 +96,29 @@ class _Req:
         return b
 
 
+class _InUse:
+    """The C socket of a :class:`SocketLifetime`, held for one call (``with``)."""
+
+    __slots__ = ("_owner", "_s")
+
+    def __init__(self, owner: "SocketLifetime", s) -> None:
+        self._owner, self._s = owner, s
+
+    def __enter__(self):
+        return self._s
+
+    def __exit__(self, *exc) -> None:
+        self._owner._release()
+
+
 class SocketLifetime:
     """A C ``struct pnl_sock`` owned by a Python object: closed once, by ``close()``,
-    the ``with`` block or garbage collection; any use after that raises ValueError."""
+    the ``with`` block or garbage collection; any use after that raises ValueError.
+
+    Every C call holds the socket (:meth:`_in_use`) for its length, and ``close()``
+    waits for the calls in flight before it frees the socket: a thread closing it while
+    another is inside a call (a controller closed while requests run) must not free
+    memory the call still uses."""
 
     _s = None
 
@@ -114,13 +134,15 @@ class SocketLifetime:
 
     def _own(self, sock) -> None:
         self._s = sock
-        self._close_lock = threading.Lock()
+        self._users = 0                 # C calls in flight
+        self._idle = threading.Condition(threading.Lock())
         forksafe.track(self)
 
     def _after_fork_in_child(self) -> None:
         """In a child made by fork(): its fd closed, the C struct left alone (a
         thread of the parent may have held its lock)."""
-        self._close_lock = threading.Lock()
+        self._idle = threading.Condition(threading.Lock())
+        self._users = 0
         s, self._s = self._s, None
         if s is not None:
             try:
@@ -133,10 +155,30 @@ class SocketLifetime:
         return self._s is None
 
     def close(self) -> None:
-        with self._close_lock:
-            if self._s is not None:
-                lib.pnl_sock_close(self._s)
-                self._s = None
+        """Refuse new calls at once; free the socket once the calls in flight are done
+        (each ends within the socket's timeout)."""
+        with self._idle:
+            s, self._s = self._s, None
+            if s is None:
+                return
+            while self._users:
+                self._idle.wait()
+        lib.pnl_sock_close(s)
+
+    def _in_use(self) -> _InUse:
+        """``with sock._in_use() as s:`` the C socket, not freed before the block ends."""
+        with self._idle:
+            s = self._s
+            if s is None:
+                raise ValueError("netlink socket is closed")
+            self._users += 1
+        return _InUse(self, s)
+
+    def _release(self) -> None:
+        with self._idle:
+            self._users -= 1
+            if not self._users:
+                self._idle.notify_all()
 
     def fileno(self) -> int:
         return lib.pnl_sock_fd(self._sock())
@@ -196,7 +238,9 @@ class NetlinkSocket(SocketLifetime):
         r.c.name = r.buf(validate.ifname(name))
         r.c.kind = r.buf(kind)
         err = new_err()
-        check(lib.pnl_link_create(self._sock(), r.c, err), err, "link create", name)
+        with self._in_use() as s:
+            rc = lib.pnl_link_create(s, r.c, err)
+        check(rc, err, "link create", name)
 
     def veth_create(self, name: str, peer_name: str, *, peer_netns: "Netns | int | None" = None,
                     mac: str | None = None, peer_mac: str | None = None, mtu: int | None = None,
@@ -300,15 +344,18 @@ class NetlinkSocket(SocketLifetime):
             if idx <= 0:
                 idx, nm = self.index(link), ffi.NULL
         err = new_err()
-        check(lib.pnl_link_change(self._sock(), idx, nm, r.c, err), err, "link set", str(link))
+        with self._in_use() as s:
+            rc = lib.pnl_link_change(s, idx, nm, r.c, err)
+        check(rc, err, "link set", str(link))
 
     def bridge_port_set(self, link: Link, *, hairpin: bool | None = None,
                         isolated: bool | None = None) -> None:
         """Bridge-port flags of a device enslaved to a bridge."""
         err = new_err()
-        rc = lib.pnl_link_set_bridge_port(
-            self._sock(), self.index(link), -1 if hairpin is None else int(bool(hairpin)),
-            -1 if isolated is None else int(bool(isolated)), err)
+        with self._in_use() as s:
+            rc = lib.pnl_link_set_bridge_port(
+                s, self.index(link), -1 if hairpin is None else int(bool(hairpin)),
+                -1 if isolated is None else int(bool(isolated)), err)
         check(rc, err, "bridge port set", str(link))
 
     def retire_port(self, link: Link, group: int) -> None:
@@ -317,26 +364,32 @@ class NetlinkSocket(SocketLifetime):
         that is on no bridge only changes group."""
         g = validate.u32(group, "link group")
         err = new_err()
-        rc = lib.pnl_link_retire_port(self._sock(), self.index(link), g, err)
+        with self._in_use() as s:
+            rc = lib.pnl_link_retire_port(s, self.index(link), g, err)
         if rc < 0 and not (err.index == 1 and -rc == errno.EOPNOTSUPP):
             raise_for(rc, err, "retire port", str(link))
 
     def link_delete(self, link: Link) -> None:
         idx, nm = self._target(link)
         err = new_err()
-        check(lib.pnl_link_delete(self._sock(), idx, nm, err), err, "link delete", str(link))
+        with self._in_use() as s:
+            rc = lib.pnl_link_delete(s, idx, nm, err)
+        check(rc, err, "link delete", str(link))
 
     def link_delete_group(self, group: int) -> None:
         """Delete every device of link group ``group`` in one request."""
         g = validate.u32(group, "link group")
         err = new_err()
-        check(lib.pnl_link_delete_group(self._sock(), g, err), err, "link delete group", str(g))
+        with self._in_use() as s:
+            rc = lib.pnl_link_delete_group(s, g, err)
+        check(rc, err, "link delete group", str(g))
 
     def link_delete_many(self, indexes: Iterable[int]) -> None:
         idx = [int(i) for i in indexes]
         arr = ffi.new("int[]", idx)
         err = new_err()
-        rc = lib.pnl_link_delete_many(self._sock(), arr, len(idx), err)
+        with self._in_use() as s:
+            rc = lib.pnl_link_delete_many(s, arr, len(idx), err)
         if rc < 0:
             which = str(idx[err.index]) if 0 <= err.index < len(idx) else ""
             raise_for(rc, err, "link delete", which)
@@ -346,7 +399,9 @@ class NetlinkSocket(SocketLifetime):
         idx, nm = self._target(link)
         out = ffi.new("struct pnl_link_info *")
         err = new_err()
-        check(lib.pnl_link_get(self._sock(), idx, nm, out, err), err, "link get", str(link))
+        with self._in_use() as s:
+            rc = lib.pnl_link_get(s, idx, nm, out, err)
+        check(rc, err, "link get", str(link))
         return _link_info(out)
 
     def link_exists(self, link: Link) -> bool:
@@ -364,7 +419,8 @@ class NetlinkSocket(SocketLifetime):
         for _ in range(DUMP_RETRIES):
             out = ffi.new("struct pnl_link_info[]", cap)
             err = new_err()
-            rc = lib.pnl_link_list(self._sock(), out, cap, err)
+            with self._in_use() as s:
+                rc = lib.pnl_link_list(s, out, cap, err)
             if rc == -lib.PNL_EDUMPINTR:
                 continue
             check(rc, err, "link dump")
@@ -393,16 +449,18 @@ class NetlinkSocket(SocketLifetime):
         a = validate.interface(address)
         fam = _socket.AF_INET if a.version == 4 else _socket.AF_INET6
         err = new_err()
-        rc = lib.pnl_addr_add(self._sock(), self.index(link), fam, a.ip.packed,
-                              a.network.prefixlen, lib.PNL_ADDR_NODAD if nodad else 0, err)
+        with self._in_use() as s:
+            rc = lib.pnl_addr_add(s, self.index(link), fam, a.ip.packed,
+                                  a.network.prefixlen, lib.PNL_ADDR_NODAD if nodad else 0, err)
         check(rc, err, "address add", f"{a} on {link}")
 
     def addr_delete(self, link: Link, address: "Interface | str") -> None:
         a = validate.interface(address)
         fam = _socket.AF_INET if a.version == 4 else _socket.AF_INET6
         err = new_err()
-        rc = lib.pnl_addr_delete(self._sock(), self.index(link), fam, a.ip.packed,
-                                 a.network.prefixlen, err)
+        with self._in_use() as s:
+            rc = lib.pnl_addr_delete(s, self.index(link), fam, a.ip.packed,
+                                     a.network.prefixlen, err)
         check(rc, err, "address delete", f"{a} on {link}")
 
     def addrs(self, link: Link | None = None, version: int | None = None) -> list[Interface]:
@@ -415,7 +473,8 @@ class NetlinkSocket(SocketLifetime):
         for _ in range(DUMP_RETRIES):
             out = ffi.new("struct pnl_addr_info[]", cap)
             err = new_err()
-            rc = lib.pnl_addr_list(self._sock(), ifindex, fam, out, cap, err)
+            with self._in_use() as s:
+                rc = lib.pnl_addr_list(s, ifindex, fam, out, cap, err)
             if rc == -lib.PNL_EDUMPINTR:
                 continue
             check(rc, err, "address dump", str(link or ""))
@@ -469,7 +528,9 @@ class NetlinkSocket(SocketLifetime):
         """Add a route; ``dst`` None is the default route, no ``gateway`` means on-link."""
         req, _keep = self._route(dst, gateway, link, table, metric)
         err = new_err()
-        check(lib.pnl_route_add(self._sock(), req, err), err, "route add",
+        with self._in_use() as s:
+            rc = lib.pnl_route_add(s, req, err)
+        check(rc, err, "route add",
               f"{dst or 'default'} via {gateway or link}")
 
     def route_delete(self, *, dst: str | None = None, gateway: str | None = None,
@@ -477,5 +538,7 @@ class NetlinkSocket(SocketLifetime):
                      metric: int | None = None) -> None:
         req, _keep = self._route(dst, gateway, link, table, metric)
         err = new_err()
-        check(lib.pnl_route_delete(self._sock(), req, err), err, "route delete",
+        with self._in_use() as s:
+            rc = lib.pnl_route_delete(s, req, err)
+        check(rc, err, "route delete",
               f"{dst or 'default'} via {gateway or link}")

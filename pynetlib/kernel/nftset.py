@@ -81,6 +81,7 @@ class NftSetSocket(SocketLifetime):
             chunk = vals[i:i + max_n]
             arr = ffi.new("uint32_t[]", chunk)
             err = new_err()
-            check(lib.pnl_nft_set_keys(self._sock(), fam, t, s, arr, len(chunk), op, err),
-                  err, "nftables set element " + ("add" if op == lib.PNL_NFT_ADD else
-                                                  "remove"), f"{family} {table} {set_name}")
+            with self._in_use() as sock:
+                rc = lib.pnl_nft_set_keys(sock, fam, t, s, arr, len(chunk), op, err)
+            check(rc, err, "nftables set element " + ("add" if op == lib.PNL_NFT_ADD else
+                                                      "remove"), f"{family} {table} {set_name}")
