@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import threading
 import time
 
@@ -227,3 +228,61 @@ def test_close_while_threads_are_inside_calls(make_netns):
             assert not t.is_alive(), "a thread hung"
             assert errors == []
             assert sum(done) > 0
+
+
+def test_namespace_closed_while_threads_pass_its_fd(make_netns, ipr_in):
+    """A Netns closed while other threads pass its fd to the kernel, and other threads
+    open namespaces (which take the lowest free fd numbers): close() waits for the calls
+    in flight before it closes the fd, so each call either reaches this namespace or
+    raises ValueError (closed). Before, the fd was closed under the calls: they failed
+    with EBADF, or its number, reused meanwhile, sent them to another namespace. (The
+    calls create veth pairs, which every kernel has, with the peers inside.)"""
+    target, other = make_netns("k"), make_netns("o")
+    ipr = ipr_in(target)
+    with NetlinkSocket() as host:
+        try:
+            _close_under_calls(host, target, other, ipr)
+        finally:                                    # what a failing attempt left
+            for link in host.links():
+                if re.fullmatch(r"a\d+t\d+i\d+", link.name):
+                    host.link_delete(link.index)
+
+
+def _close_under_calls(host, target, other, ipr) -> None:
+    """The attempts of the test above (host: a socket in the test's namespace)."""
+    for attempt in range(10):
+        ns = Netns.named(target)
+        inode = os.stat(f"/run/netns/{target}").st_ino
+        made: list[str] = []
+        ready = threading.Barrier(THREADS + 1)
+
+        def work(t: int) -> None:
+            ready.wait()
+            for i in range(1000):
+                if t % 2:                   # fds come and go meanwhile
+                    Netns.named(other).close()
+                    continue
+                try:
+                    assert ns.inode == inode
+                    name = f"a{attempt}t{t}i{i}"
+                    host.veth_create(name, "b" + name[1:], peer_netns=ns)
+                except ValueError:
+                    return                  # closed: the only error allowed
+                made.append(name)
+
+        errors: list[BaseException] = []
+        t = threading.Thread(target=lambda: errors.extend(run_threads(THREADS, work)))
+        t.start()
+        ready.wait()
+        time.sleep(0.005)
+        ns.close()
+        assert ns.closed
+        t.join(120)
+        assert not t.is_alive(), "a thread hung"
+        assert errors == []
+        names = {l.get("IFLA_IFNAME") for l in ipr.get_links()}
+        peers = {"b" + n[1:] for n in made}
+        assert peers <= names                   # every one in the namespace it named
+        assert len(made) > 0
+        for n in made:
+            host.link_delete(n)                 # the pair goes with it

@@ -67,7 +67,6 @@ def attach_veth_pair(host: NetlinkSocket, netns: Netns, host_name: str,
 
     req.host_name = cbuf(validate.ifname(host_name))
     req.cont_name = cbuf(validate.ifname(cont_name))
-    req.cont_netns_fd = netns.fileno()
     req.lo_up = 1 if lo_up else 0
     if bridge is not None:
         req.master = host.index(bridge)
@@ -84,7 +83,8 @@ def attach_veth_pair(host: NetlinkSocket, netns: Netns, host_name: str,
 
     res = ffi.new("struct pnl_attach_result *")
     err = new_err()
-    with host._in_use() as hs, netns.socket()._in_use() as cs:
+    with host._in_use() as hs, netns.socket()._in_use() as cs, netns._in_use() as nsfd:
+        req.cont_netns_fd = nsfd
         rc = lib.pnl_veth_attach(hs, cs, req, res, err)
     if rc < 0:
         step = _STEPS[err.index] if 0 <= err.index < 2 else "container address/route setup"

@@ -8,6 +8,7 @@ by name happen in the kernel, never by dumping and filtering.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
@@ -65,25 +66,39 @@ def _link_info(c) -> LinkInfo:
         alias=ffi.string(c.alias).decode("utf-8", "replace"))
 
 
-def _ns_fd(ns: "Netns | int | None") -> int:
-    if ns is None:
-        return lib.PNL_KEEP
+def _ns_held(ns: "Netns | int"):
+    """``with _ns_held(ns) as fd:`` the fd of a Netns (held: see Netns) or a plain fd."""
     if isinstance(ns, Netns):
-        return ns.fileno()
+        return ns._in_use()
     if isinstance(ns, int) and not isinstance(ns, bool) and ns >= 0:
-        return ns
+        return contextlib.nullcontext(ns)
     raise BadRequestError(f"invalid namespace {ns!r}: a Netns or an open fd")
 
 
 class _Req:
-    """A struct pnl_link_req and the buffers its pointers refer to (kept alive)."""
+    """A struct pnl_link_req, the buffers its pointers refer to (kept alive) and the
+    namespace fds it names (held until the ``with`` block ends)."""
 
-    __slots__ = ("c", "keep")
+    __slots__ = ("c", "keep", "_held")
 
     def __init__(self) -> None:
         self.c = ffi.new("struct pnl_link_req *")
         lib.pnl_link_req_init(self.c)
         self.keep: list = []
+        self._held: list = []
+
+    def __enter__(self) -> "_Req":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._held:
+            h.__exit__(None, None, None)
+
+    def netns_fd(self, ns: "Netns | int") -> int:
+        h = _ns_held(ns)
+        fd = h.__enter__()
+        self._held.append(h)
+        return fd
 
     def buf(self, raw: bytes):
         b = ffi.new("char[]", raw)
@@ -126,10 +141,10 @@ class SocketLifetime:
         """Open with ``opener`` (a C ``pnl_*_sock_open``) inside ``netns``."""
         if not (0 < timeout <= 3600):
             raise BadRequestError(f"invalid timeout {timeout!r}: seconds, 0 < t <= 3600")
-        fd = -1 if netns is None else _ns_fd(netns)
         p = ffi.new("struct pnl_sock **")
-        check(opener(fd, int(timeout * 1000), p), None, what,
-              getattr(netns, "path", "") or "")
+        with contextlib.nullcontext(-1) if netns is None else _ns_held(netns) as fd:
+            rc = opener(fd, int(timeout * 1000), p)
+        check(rc, None, what, getattr(netns, "path", "") or "")
         self._own(p[0])
 
     def _own(self, sock) -> None:
@@ -232,7 +247,7 @@ class NetlinkSocket(SocketLifetime):
             if c.group > 0x7FFFFFFF:
                 raise BadRequestError("link group above 2**31-1 is not supported")
         if netns is not None:
-            c.netns_fd = _ns_fd(netns)
+            c.netns_fd = r.netns_fd(netns)
 
     def _create(self, r: _Req, name: str, kind: bytes) -> None:
         r.c.name = r.buf(validate.ifname(name))
@@ -250,33 +265,33 @@ class NetlinkSocket(SocketLifetime):
 
         The peer starts down: the kernel cannot bring it up in the same request, so set it
         up with a socket of its namespace (``attach_veth`` does all of this at once)."""
-        r = _Req()
-        self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
-                     netns=None)
-        r.c.peer_name = r.buf(validate.ifname(peer_name))
-        if peer_netns is not None:
-            r.c.peer_netns_fd = _ns_fd(peer_netns)
-        if peer_mac is not None:
-            r.c.peer_mac = r.ubuf(validate.mac(peer_mac))
-        if mtu is not None:
-            r.c.peer_mtu = r.c.mtu
-        self._create(r, name, b"veth")
+        with _Req() as r:
+            self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
+                         netns=None)
+            r.c.peer_name = r.buf(validate.ifname(peer_name))
+            if peer_netns is not None:
+                r.c.peer_netns_fd = r.netns_fd(peer_netns)
+            if peer_mac is not None:
+                r.c.peer_mac = r.ubuf(validate.mac(peer_mac))
+            if mtu is not None:
+                r.c.peer_mtu = r.c.mtu
+            self._create(r, name, b"veth")
 
     def bridge_create(self, name: str, *, mtu: int | None = None, mac: str | None = None,
                       up: bool = False, alias: str | None = None,
                       group: int | None = None) -> None:
-        r = _Req()
-        self._common(r, mtu=mtu, mac=mac, up=up, master=None, alias=alias, group=group,
-                     netns=None)
-        self._create(r, name, b"bridge")
+        with _Req() as r:
+            self._common(r, mtu=mtu, mac=mac, up=up, master=None, alias=alias, group=group,
+                         netns=None)
+            self._create(r, name, b"bridge")
 
     def dummy_create(self, name: str, *, mtu: int | None = None, mac: str | None = None,
                      up: bool = False, master: Link | None = None, alias: str | None = None,
                      group: int | None = None, netns: "Netns | int | None" = None) -> None:
-        r = _Req()
-        self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
-                     netns=netns)
-        self._create(r, name, b"dummy")
+        with _Req() as r:
+            self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
+                         netns=netns)
+            self._create(r, name, b"dummy")
 
     def vxlan_create(self, name: str, vni: int, *, local: str | None = None,
                      remote: str | None = None, port: int | None = None,
@@ -287,30 +302,30 @@ class NetlinkSocket(SocketLifetime):
         """A VXLAN device with network identifier ``vni`` (0..2**24-1)."""
         if isinstance(vni, bool) or not isinstance(vni, int) or not 0 <= vni < 1 << 24:
             raise BadRequestError(f"invalid VXLAN id {vni!r}: 0 to 16777215")
-        r = _Req()
-        self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
-                     netns=None)
-        r.c.vxlan_id = vni
-        fam = 0
-        for attr, val in (("vxlan_local", local), ("vxlan_group", remote)):
-            if val is None:
-                continue
-            a = validate.address(val)
-            f = _socket.AF_INET if a.version == 4 else _socket.AF_INET6
-            if fam and f != fam:
-                raise BadRequestError("VXLAN local and remote must be the same IP version")
-            fam = f
-            setattr(r.c, attr, r.ubuf(a.packed))
-        r.c.vxlan_family = fam
-        if port is not None:
-            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-                raise BadRequestError(f"invalid VXLAN port {port!r}")
-            r.c.vxlan_port = port
-        if dev is not None:
-            r.c.link = self.index(dev)
-        if learning is not None:
-            r.c.vxlan_learning = 1 if learning else 0
-        self._create(r, name, b"vxlan")
+        with _Req() as r:
+            self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
+                         netns=None)
+            r.c.vxlan_id = vni
+            fam = 0
+            for attr, val in (("vxlan_local", local), ("vxlan_group", remote)):
+                if val is None:
+                    continue
+                a = validate.address(val)
+                f = _socket.AF_INET if a.version == 4 else _socket.AF_INET6
+                if fam and f != fam:
+                    raise BadRequestError("VXLAN local and remote must be the same IP version")
+                fam = f
+                setattr(r.c, attr, r.ubuf(a.packed))
+            r.c.vxlan_family = fam
+            if port is not None:
+                if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                    raise BadRequestError(f"invalid VXLAN port {port!r}")
+                r.c.vxlan_port = port
+            if dev is not None:
+                r.c.link = self.index(dev)
+            if learning is not None:
+                r.c.vxlan_learning = 1 if learning else 0
+            self._create(r, name, b"vxlan")
 
     def macvlan_create(self, name: str, parent: Link, *, mode: str = "bridge",
                        netns: "Netns | int | None" = None, mac: str | None = None,
@@ -319,12 +334,12 @@ class NetlinkSocket(SocketLifetime):
         """A macvlan sub-interface of ``parent``, optionally created inside ``netns``."""
         if mode not in _MACVLAN_MODES:
             raise BadRequestError(f"invalid macvlan mode {mode!r}: one of {sorted(_MACVLAN_MODES)}")
-        r = _Req()
-        self._common(r, mtu=mtu, mac=mac, up=up, master=None, alias=alias, group=group,
-                     netns=netns)
-        r.c.link = self.index(parent)
-        r.c.macvlan_mode = _MACVLAN_MODES[mode]
-        self._create(r, name, b"macvlan")
+        with _Req() as r:
+            self._common(r, mtu=mtu, mac=mac, up=up, master=None, alias=alias, group=group,
+                         netns=netns)
+            r.c.link = self.index(parent)
+            r.c.macvlan_mode = _MACVLAN_MODES[mode]
+            self._create(r, name, b"macvlan")
 
     def link_set(self, link: Link, *, up: bool | None = None, master: Link | None = None,
                  nomaster: bool = False, mtu: int | None = None, mac: str | None = None,
@@ -333,20 +348,20 @@ class NetlinkSocket(SocketLifetime):
         """Change a device: state, bridge, MTU, MAC, name, alias, group, namespace."""
         if nomaster and master is not None:
             raise BadRequestError("master and nomaster together")
-        r = _Req()
-        self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
-                     netns=netns)
-        if nomaster:
-            r.c.master = lib.PNL_NOMASTER
-        idx, nm = self._target(link)
-        if name is not None:
-            r.c.name = r.buf(validate.ifname(name))
-            if idx <= 0:
-                idx, nm = self.index(link), ffi.NULL
-        err = new_err()
-        with self._in_use() as s:
-            rc = lib.pnl_link_change(s, idx, nm, r.c, err)
-        check(rc, err, "link set", str(link))
+        with _Req() as r:
+            self._common(r, mtu=mtu, mac=mac, up=up, master=master, alias=alias, group=group,
+                         netns=netns)
+            if nomaster:
+                r.c.master = lib.PNL_NOMASTER
+            idx, nm = self._target(link)
+            if name is not None:
+                r.c.name = r.buf(validate.ifname(name))
+                if idx <= 0:
+                    idx, nm = self.index(link), ffi.NULL
+            err = new_err()
+            with self._in_use() as s:
+                rc = lib.pnl_link_change(s, idx, nm, r.c, err)
+            check(rc, err, "link set", str(link))
 
     def bridge_port_set(self, link: Link, *, hairpin: bool | None = None,
                         isolated: bool | None = None) -> None:

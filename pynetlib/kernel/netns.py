@@ -51,10 +51,31 @@ def prepare_rundir(rundir: str | None = None) -> None:
         _prepared.add(rd)
 
 
-class Netns:
-    """An open network namespace."""
+class _FdInUse:
+    """The fd of a :class:`Netns`, held for one call (``with``)."""
 
-    __slots__ = ("_fd", "path", "name", "rundir", "_sock", "_lock", "__weakref__")
+    __slots__ = ("_ns", "_fd")
+
+    def __init__(self, ns: "Netns", fd: int) -> None:
+        self._ns, self._fd = ns, fd
+
+    def __enter__(self) -> int:
+        return self._fd
+
+    def __exit__(self, *exc) -> None:
+        self._ns._release()
+
+
+class Netns:
+    """An open network namespace.
+
+    A call that passes its fd to the kernel holds it (:meth:`_in_use`) for its length,
+    and ``close()`` closes the fd only after those calls: closed under a call, the fd
+    could fail it, or be reused by another open and send the call to another namespace.
+    """
+
+    __slots__ = ("_fd", "path", "name", "rundir", "_sock", "_lock", "_users", "_idle",
+                 "__weakref__")
 
     def __init__(self, fd: int, path: str | None = None, name: str | None = None,
                  rundir: str | None = None) -> None:
@@ -63,7 +84,9 @@ class Netns:
         self.name = name
         self.rundir = rundir
         self._sock = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()   # the socket's creation and closing
+        self._users = 0                 # calls holding the fd
+        self._idle = threading.Condition(threading.Lock())
         forksafe.track(self)
 
     # -- construction ---------------------------------------------------------------
@@ -109,7 +132,9 @@ class Netns:
         raw = validate.netns_name(name)
         rd = _rundir(rundir)
         prepare_rundir(rd.decode())
-        check(lib.pnl_netns_bind(self.fileno(), rd, raw), None, "netns bind", name)
+        with self._in_use() as fd:
+            rc = lib.pnl_netns_bind(fd, rd, raw)
+        check(rc, None, "netns bind", name)
         self.name, self.rundir = name, rd.decode()
         self.path = os.path.join(self.rundir, name)
 
@@ -154,10 +179,26 @@ class Netns:
     def closed(self) -> bool:
         return self._fd < 0
 
+    def _in_use(self) -> _FdInUse:
+        """``with ns._in_use() as fd:`` the fd, not closed before the block ends."""
+        with self._idle:
+            if self._fd < 0:
+                raise ValueError("namespace handle is closed")
+            self._users += 1
+            return _FdInUse(self, self._fd)
+
+    def _release(self) -> None:
+        with self._idle:
+            self._users -= 1
+            if not self._users:
+                self._idle.notify_all()
+
     @property
     def inode(self) -> int:
         p = ffi.new("uint64_t *")
-        check(lib.pnl_netns_inode(self.fileno(), p), None, "netns inode", self.path or "")
+        with self._in_use() as fd:
+            rc = lib.pnl_netns_inode(fd, p)
+        check(rc, None, "netns inode", self.path or "")
         return int(p[0])
 
     def socket(self):
@@ -171,17 +212,26 @@ class Netns:
 
     # -- lifetime -------------------------------------------------------------------
     def close(self) -> None:
-        with self._lock:
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+        """Refuse new calls at once; close the socket and the fd once the calls in
+        flight are done."""
+        with self._lock:                # no socket is made after this
+            sock, self._sock = self._sock, None
+            with self._idle:
+                fd, self._fd = self._fd, -1
+        if sock is not None:
+            sock.close()
+        if fd < 0:
+            return
+        with self._idle:
+            while self._users:
+                self._idle.wait()
+        os.close(fd)
 
     def _after_fork_in_child(self) -> None:
         """In a child made by fork(): closed (it would keep the namespace alive)."""
         self._lock = threading.Lock()
+        self._idle = threading.Condition(threading.Lock())
+        self._users = 0
         self._sock = None               # closed by its own hook
         fd, self._fd = self._fd, -1
         if fd >= 0:
@@ -240,9 +290,10 @@ def current_inode() -> int:
 @contextlib.contextmanager
 def enter(ns: Netns | int) -> Iterator[None]:
     """Move the calling thread into ``ns`` for the block; always move it back."""
-    fd = ns.fileno() if isinstance(ns, Netns) else int(ns)
     saved = ffi.new("int *")
-    check(lib.pnl_netns_enter(fd, saved), None, "netns enter", getattr(ns, "path", "") or "")
+    with ns._in_use() if isinstance(ns, Netns) else contextlib.nullcontext(int(ns)) as fd:
+        rc = lib.pnl_netns_enter(fd, saved)
+    check(rc, None, "netns enter", getattr(ns, "path", "") or "")
     try:
         yield
     finally:
