@@ -206,6 +206,7 @@ def test_close_while_threads_are_inside_calls(make_netns):
             sock = NetlinkSocket(ns)
             done = [0] * THREADS
             ready = threading.Barrier(THREADS + 1)
+            one_done = threading.Event()
 
             def dump(i):
                 ready.wait()
@@ -216,12 +217,13 @@ def test_close_while_threads_are_inside_calls(make_netns):
                         return                      # closed: the only error allowed
                     assert len(links) == expect
                     done[i] += 1
+                    one_done.set()
 
             errors: list[BaseException] = []
             t = threading.Thread(target=lambda: errors.extend(run_threads(THREADS, dump)))
             t.start()
             ready.wait()
-            time.sleep(0.005)                       # the threads are inside dumps
+            assert one_done.wait(60)                # the threads are inside dumps
             sock.close()
             assert sock.closed
             t.join(120)
@@ -255,6 +257,7 @@ def _close_under_calls(host, target, other, ipr) -> None:
         inode = os.stat(f"/run/netns/{target}").st_ino
         made: list[str] = []
         ready = threading.Barrier(THREADS + 1)
+        one_made = threading.Event()
 
         def work(t: int) -> None:
             ready.wait()
@@ -269,12 +272,13 @@ def _close_under_calls(host, target, other, ipr) -> None:
                 except ValueError:
                     return                  # closed: the only error allowed
                 made.append(name)
+                one_made.set()
 
         errors: list[BaseException] = []
         t = threading.Thread(target=lambda: errors.extend(run_threads(THREADS, work)))
         t.start()
         ready.wait()
-        time.sleep(0.005)
+        assert one_made.wait(60)                # calls pass the fd right now
         ns.close()
         assert ns.closed
         t.join(120)
