@@ -13,7 +13,6 @@ import errno
 import ipaddress
 import os
 import socket as _socket
-import threading
 from dataclasses import dataclass
 from typing import Iterable, Union
 
@@ -22,7 +21,8 @@ from pynetlib._ffi import ffi, lib
 from pynetlib.errors import BadRequestError, DumpInterruptedError
 from pynetlib.kernel import validate
 from pynetlib.kernel._check import check, new_err, raise_for
-from pynetlib.kernel.netns import Netns
+from pynetlib.kernel.holds import Holds
+from pynetlib.kernel.netns import Netns, held_fd
 
 Link = Union[int, str]
 Interface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -66,15 +66,6 @@ def _link_info(c) -> LinkInfo:
         alias=ffi.string(c.alias).decode("utf-8", "replace"))
 
 
-def _ns_held(ns: "Netns | int"):
-    """``with _ns_held(ns) as fd:`` the fd of a Netns (held: see Netns) or a plain fd."""
-    if isinstance(ns, Netns):
-        return ns._in_use()
-    if isinstance(ns, int) and not isinstance(ns, bool) and ns >= 0:
-        return contextlib.nullcontext(ns)
-    raise BadRequestError(f"invalid namespace {ns!r}: a Netns or an open fd")
-
-
 class _Req:
     """A struct pnl_link_req, the buffers its pointers refer to (kept alive) and the
     namespace fds it names (held until the ``with`` block ends)."""
@@ -85,20 +76,16 @@ class _Req:
         self.c = ffi.new("struct pnl_link_req *")
         lib.pnl_link_req_init(self.c)
         self.keep: list = []
-        self._held: list = []
+        self._held = contextlib.ExitStack()
 
     def __enter__(self) -> "_Req":
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self._held:
-            h.__exit__(None, None, None)
+        self._held.close()
 
     def netns_fd(self, ns: "Netns | int") -> int:
-        h = _ns_held(ns)
-        fd = h.__enter__()
-        self._held.append(h)
-        return fd
+        return self._held.enter_context(held_fd(ns))
 
     def buf(self, raw: bytes):
         b = ffi.new("char[]", raw)
@@ -111,54 +98,34 @@ class _Req:
         return b
 
 
-class _InUse:
-    """The C socket of a :class:`SocketLifetime`, held for one call (``with``)."""
-
-    __slots__ = ("_owner", "_s")
-
-    def __init__(self, owner: "SocketLifetime", s) -> None:
-        self._owner, self._s = owner, s
-
-    def __enter__(self):
-        return self._s
-
-    def __exit__(self, *exc) -> None:
-        self._owner._release()
-
-
 class SocketLifetime:
     """A C ``struct pnl_sock`` owned by a Python object: closed once, by ``close()``,
     the ``with`` block or garbage collection; any use after that raises ValueError.
 
-    Every C call holds the socket (:meth:`_in_use`) for its length, and ``close()``
-    waits for the calls in flight before it frees the socket: a thread closing it while
-    another is inside a call (a controller closed while requests run) must not free
-    memory the call still uses."""
+    Every C call holds the socket (:meth:`_in_use`, see pynetlib/kernel/holds.py):
+    ``close()`` frees it after the calls in flight (a controller closed while requests
+    run)."""
 
-    _s = None
+    _holds: Holds | None = None         # None until the socket is open
 
     def _open(self, opener, netns, timeout: float, what: str) -> None:
         """Open with ``opener`` (a C ``pnl_*_sock_open``) inside ``netns``."""
         if not (0 < timeout <= 3600):
             raise BadRequestError(f"invalid timeout {timeout!r}: seconds, 0 < t <= 3600")
         p = ffi.new("struct pnl_sock **")
-        with contextlib.nullcontext(-1) if netns is None else _ns_held(netns) as fd:
+        with contextlib.nullcontext(-1) if netns is None else held_fd(netns) as fd:
             rc = opener(fd, int(timeout * 1000), p)
         check(rc, None, what, getattr(netns, "path", "") or "")
         self._own(p[0])
 
     def _own(self, sock) -> None:
-        self._s = sock
-        self._users = 0                 # C calls in flight
-        self._idle = threading.Condition(threading.Lock())
+        self._holds = Holds(sock, "netlink socket is closed")
         forksafe.track(self)
 
     def _after_fork_in_child(self) -> None:
         """In a child made by fork(): its fd closed, the C struct left alone (a
         thread of the parent may have held its lock)."""
-        self._idle = threading.Condition(threading.Lock())
-        self._users = 0
-        s, self._s = self._s, None
+        s = self._holds.take_in_forked_child()
         if s is not None:
             try:
                 os.close(lib.pnl_sock_fd(s))
@@ -167,36 +134,24 @@ class SocketLifetime:
 
     @property
     def closed(self) -> bool:
-        return self._s is None
+        return self._holds is None or self._holds.value is None
 
     def close(self) -> None:
         """Refuse new calls at once; free the socket once the calls in flight are done
         (each ends within the socket's timeout)."""
-        with self._idle:
-            s, self._s = self._s, None
-            if s is None:
-                return
-            while self._users:
-                self._idle.wait()
-        lib.pnl_sock_close(s)
+        h = self._holds
+        s = h.take() if h is not None else None
+        if s is not None:
+            h.wait_idle()
+            lib.pnl_sock_close(s)
 
-    def _in_use(self) -> _InUse:
+    def _in_use(self):
         """``with sock._in_use() as s:`` the C socket, not freed before the block ends."""
-        with self._idle:
-            s = self._s
-            if s is None:
-                raise ValueError("netlink socket is closed")
-            self._users += 1
-        return _InUse(self, s)
-
-    def _release(self) -> None:
-        with self._idle:
-            self._users -= 1
-            if not self._users:
-                self._idle.notify_all()
+        return self._holds.hold()
 
     def fileno(self) -> int:
-        return lib.pnl_sock_fd(self._sock())
+        with self._in_use() as s:
+            return lib.pnl_sock_fd(s)
 
     def __enter__(self):
         return self
@@ -205,14 +160,8 @@ class SocketLifetime:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_s", None) is not None:
+        if getattr(self, "_holds", None) is not None:
             self.close()
-
-    def _sock(self):
-        s = self._s
-        if s is None:
-            raise ValueError("netlink socket is closed")
-        return s
 
 
 class NetlinkSocket(SocketLifetime):

@@ -18,6 +18,7 @@ from pynetlib._ffi import ffi, lib
 from pynetlib.errors import BadRequestError, KernelError, NoSuchNamespaceError
 from pynetlib.kernel import validate
 from pynetlib.kernel._check import check, new_err
+from pynetlib.kernel.holds import Holds
 
 DEFAULT_RUNDIR = "/run/netns"
 
@@ -51,42 +52,23 @@ def prepare_rundir(rundir: str | None = None) -> None:
         _prepared.add(rd)
 
 
-class _FdInUse:
-    """The fd of a :class:`Netns`, held for one call (``with``)."""
-
-    __slots__ = ("_ns", "_fd")
-
-    def __init__(self, ns: "Netns", fd: int) -> None:
-        self._ns, self._fd = ns, fd
-
-    def __enter__(self) -> int:
-        return self._fd
-
-    def __exit__(self, *exc) -> None:
-        self._ns._release()
-
-
 class Netns:
     """An open network namespace.
 
-    A call that passes its fd to the kernel holds it (:meth:`_in_use`) for its length,
-    and ``close()`` closes the fd only after those calls: closed under a call, the fd
-    could fail it, or be reused by another open and send the call to another namespace.
+    A call that passes its fd to the kernel holds it (:meth:`_in_use`, see
+    pynetlib/kernel/holds.py): ``close()`` closes the fd after the calls in flight.
     """
 
-    __slots__ = ("_fd", "path", "name", "rundir", "_sock", "_lock", "_users", "_idle",
-                 "__weakref__")
+    __slots__ = ("_holds", "path", "name", "rundir", "_sock", "_lock", "__weakref__")
 
     def __init__(self, fd: int, path: str | None = None, name: str | None = None,
                  rundir: str | None = None) -> None:
-        self._fd = fd
+        self._holds = Holds(fd, "namespace handle is closed")
         self.path = path
         self.name = name
         self.rundir = rundir
         self._sock = None
         self._lock = threading.Lock()   # the socket's creation and closing
-        self._users = 0                 # calls holding the fd
-        self._idle = threading.Condition(threading.Lock())
         forksafe.track(self)
 
     # -- construction ---------------------------------------------------------------
@@ -171,27 +153,18 @@ class Netns:
 
     # -- properties -----------------------------------------------------------------
     def fileno(self) -> int:
-        if self._fd < 0:
+        fd = self._holds.value
+        if fd is None:
             raise ValueError("namespace handle is closed")
-        return self._fd
+        return fd
 
     @property
     def closed(self) -> bool:
-        return self._fd < 0
+        return self._holds.value is None
 
-    def _in_use(self) -> _FdInUse:
+    def _in_use(self):
         """``with ns._in_use() as fd:`` the fd, not closed before the block ends."""
-        with self._idle:
-            if self._fd < 0:
-                raise ValueError("namespace handle is closed")
-            self._users += 1
-            return _FdInUse(self, self._fd)
-
-    def _release(self) -> None:
-        with self._idle:
-            self._users -= 1
-            if not self._users:
-                self._idle.notify_all()
+        return self._holds.hold()
 
     @property
     def inode(self) -> int:
@@ -216,25 +189,19 @@ class Netns:
         flight are done."""
         with self._lock:                # no socket is made after this
             sock, self._sock = self._sock, None
-            with self._idle:
-                fd, self._fd = self._fd, -1
+            fd = self._holds.take()
         if sock is not None:
             sock.close()
-        if fd < 0:
-            return
-        with self._idle:
-            while self._users:
-                self._idle.wait()
-        os.close(fd)
+        if fd is not None:
+            self._holds.wait_idle()
+            os.close(fd)
 
     def _after_fork_in_child(self) -> None:
         """In a child made by fork(): closed (it would keep the namespace alive)."""
         self._lock = threading.Lock()
-        self._idle = threading.Condition(threading.Lock())
-        self._users = 0
         self._sock = None               # closed by its own hook
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
+        fd = self._holds.take_in_forked_child()
+        if fd is not None:
             try:
                 os.close(fd)
             except OSError:
@@ -254,14 +221,16 @@ class Netns:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
+        holds = getattr(self, "_holds", None)
+        if holds is not None and holds.value is not None:
             try:
                 self.close()
             except Exception:
                 pass
 
     def __repr__(self) -> str:
-        return f"<Netns {self.path or ''} fd={self._fd}>"
+        fd = self._holds.value
+        return f"<Netns {self.path or ''} fd={-1 if fd is None else fd}>"
 
     # -- entering -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -269,6 +238,15 @@ class Netns:
         """Run the ``with`` block with the calling thread inside this namespace."""
         with enter(self):
             yield self
+
+
+def held_fd(ns: Netns | int):
+    """``with held_fd(ns) as fd:`` the fd of a Netns, held (see Netns), or a plain fd."""
+    if isinstance(ns, Netns):
+        return ns._in_use()
+    if isinstance(ns, int) and not isinstance(ns, bool) and ns >= 0:
+        return contextlib.nullcontext(ns)
+    raise BadRequestError(f"invalid namespace {ns!r}: a Netns or an open fd")
 
 
 def delete(name: str, rundir: str | None = None) -> None:
@@ -291,7 +269,7 @@ def current_inode() -> int:
 def enter(ns: Netns | int) -> Iterator[None]:
     """Move the calling thread into ``ns`` for the block; always move it back."""
     saved = ffi.new("int *")
-    with ns._in_use() if isinstance(ns, Netns) else contextlib.nullcontext(int(ns)) as fd:
+    with held_fd(ns) as fd:
         rc = lib.pnl_netns_enter(fd, saved)
     check(rc, None, "netns enter", getattr(ns, "path", "") or "")
     try:
