@@ -79,9 +79,8 @@ def check_join(container_id: str, *, hostname=None, domainname=None, hosts_path=
 def join(ep, container_id: str, **kwargs) -> ContainerData:
     args = check_join(container_id, **kwargs)
     ctrl = ep._net._ctrl
-    ctrl._check_open()
     try:
-        with ep._lock, ctrl._container_lock(container_id):
+        with ctrl._call(), ep._lock, ctrl._container_lock(container_id):
             step = begin_join(ep, args)
             plumb_join(step)
             with ctrl.store.tx() as c:
@@ -339,7 +338,7 @@ def leave(ep, container_id: str) -> None:
     if not isinstance(container_id, str) or not container_id:
         raise InvalidContainerIDError(container_id, "a container id cannot be empty")
     ctrl = ep._net._ctrl
-    with ep._lock, ctrl._container_lock(container_id):
+    with ctrl._call(), ep._lock, ctrl._container_lock(container_id):
         with ctrl.store.tx() as c:
             step = begin_leave(c, ep, container_id)
         unplug_leave(step)

@@ -76,7 +76,8 @@ def attach_many(ctrl, specs) -> list:
     if not specs:
         return []
     try:
-        return _attach(ctrl, specs, args)
+        with ctrl._call():
+            return _attach(ctrl, specs, args)
     finally:
         attachment.refill_pool(ctrl)
 
@@ -148,6 +149,11 @@ def detach_many(ctrl, endpoints) -> None:
         seen.add(ep.id)
     if not eps:
         return
+    with ctrl._call():
+        _detach(ctrl, eps)
+
+
+def _detach(ctrl, eps) -> None:
     eps.sort(key=lambda e: e.id)                      # one global lock order
     cids = {ep.id: ep.joined_container for ep in eps}
     errors: list[BaseException] = []

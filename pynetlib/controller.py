@@ -9,10 +9,11 @@ roll back whatever a crash interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 from pynetlib import codec, etchosts, forksafe
 from pynetlib.driverapi import Driver
@@ -21,6 +22,7 @@ from pynetlib.errors import (ActiveEndpointsError, ActiveRegistrationError, BadR
                              NoSuchNetworkError, NotFoundError)
 from pynetlib.failpoints import failpoint
 from pynetlib.kernel import DEFAULT_RUNDIR, NetlinkSocket, Netns
+from pynetlib.kernel.holds import Holds
 from pynetlib.names import check_name
 from pynetlib.netnspool import NamespacePool, check_pool_size
 from pynetlib.network import Network, new_id
@@ -86,6 +88,9 @@ class Controller:
         self._host_ns: Netns | None = None
         self._teardown = DeferredTeardown()
         self._closed = False
+        # The public calls in flight: close() refuses new ones, then waits for these.
+        self._calls = Holds(self, "the controller is closed")
+        self._in_call = threading.local()
         self._forked_from: int | None = None     # in a child made by fork(): the parent
         self._netns_pool: NamespacePool | None = None
         forksafe.track(self)
@@ -161,7 +166,8 @@ class Controller:
     def configure_network_driver(self, network_type: str, options: dict) -> None:
         if not isinstance(options, dict):
             raise BadRequestError("driver options must be a dict")
-        self._driver(network_type).config(dict(options))
+        with self._call():
+            self._driver(network_type).config(dict(options))
 
     def _driver(self, network_type: str) -> Driver:
         with self._lock:
@@ -199,7 +205,11 @@ class Controller:
             stored = dumps(codec.encode(opts))
         except TypeError as e:
             raise BadRequestError(f"network options: {e}") from None
-        self._check_open()
+        with self._call():
+            return self._create_network(driver, network_type, name, opts, stored)
+
+    def _create_network(self, driver, network_type: str, name: str, opts: dict,
+                        stored: str) -> Network:
         nid = new_id()
         with self.store.tx(durable=True) as c:
             if c.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
@@ -222,6 +232,10 @@ class Controller:
         return self._handle(nid, name, network_type)
 
     def _delete_network(self, net: Network) -> None:
+        with self._call():
+            self._delete_network_open(net)
+
+    def _delete_network_open(self, net: Network) -> None:
         with self.store.tx(durable=True) as c:
             row = c.execute("SELECT state FROM networks WHERE id=?", (net.id,)).fetchone()
             if row is None or row[0] != "ready":
@@ -393,27 +407,54 @@ class Controller:
                                                               self._forked_from))
             raise BadRequestError("the controller is closed")
 
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        """``with ctrl._call():`` around a public call that changes something: refused
+        with BadRequestError once close() has begun; close() waits for it to end before
+        it closes the drivers, sockets and store the call is using."""
+        if getattr(self._in_call, "depth", 0):     # a call made by a call: counted once
+            self._in_call.depth += 1
+            try:
+                yield
+            finally:
+                self._in_call.depth -= 1
+            return
+        try:
+            held = self._calls.hold()
+        except ValueError:
+            self._check_open()
+            raise BadRequestError("the controller is closed") from None
+        with held:
+            self._in_call.depth = 1
+            try:
+                yield
+            finally:
+                self._in_call.depth = 0
+
     def _after_fork_in_child(self) -> None:
         """In a child made by fork(): closed, without touching anything (see
         pynetlib/forksafe.py); its store, sockets and threads' queues follow suit."""
         self._lock = threading.RLock()
         self._forked_from = os.getppid()
         self._closed = True
+        self._calls.take_in_forked_child()
 
     def reconcile(self) -> list[str]:
         """Finish or roll back whatever a crash interrupted, re-create what the kernel
         lost, remove what pynetlib owns but no record names. Returns what it did."""
         from pynetlib.reconcile import reconcile
 
-        self._teardown.flush()
-        return reconcile(self)
+        with self._call():
+            self._teardown.flush()
+            return reconcile(self)
 
     def audit(self) -> list[str]:
         """Every discrepancy between the store, IPAM and the kernel (empty: none)."""
         from pynetlib.reconcile import audit
 
-        self.flush_teardown()
-        return audit(self)
+        with self._call():
+            self.flush_teardown()
+            return audit(self)
 
     def flush_teardown(self) -> None:
         """Wait until every namespace and device left by leave has been deleted."""
@@ -427,11 +468,17 @@ class Controller:
 
     def close(self) -> None:
         """Finish pending teardown, release this process's handles. Records and kernel
-        objects stay: another controller on this state directory takes over from here."""
+        objects stay: another controller on this state directory takes over from here.
+        Calls other threads have in flight finish first (each within its own timeouts);
+        calls made from now on are refused with BadRequestError. Not to be called from
+        inside a call on this controller (a driver's or plugin's callback)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        self._calls.take()
+        self._calls.wait_idle()
+        with self._lock:
             sock, ns = self._host_sock, self._host_ns
             self._host_sock = self._host_ns = None
             sandboxes, self._sandboxes = list(self._sandboxes.values()), {}

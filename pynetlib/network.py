@@ -80,6 +80,10 @@ class Network:
             stored_opts = dumps(codec.encode(opts))
         except TypeError as e:
             raise BadRequestError(f"endpoint options: {e}") from None
+        with self._ctrl._call():
+            return self._create_endpoint(name, opts, assigned, stored_opts)
+
+    def _create_endpoint(self, name: str, opts: dict, assigned, stored_opts: str) -> Endpoint:
         store = self._ctrl.store
         eid = new_id()
         with store.tx() as c:
@@ -103,7 +107,7 @@ class Network:
         return ep
 
     def _delete_endpoint(self, ep: Endpoint) -> None:
-        with ep._lock:
+        with self._ctrl._call(), ep._lock:
             self._delete_endpoint_locked(ep)
 
     def _delete_endpoint_locked(self, ep: Endpoint) -> None:
