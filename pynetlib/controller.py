@@ -470,8 +470,13 @@ class Controller:
         """Finish pending teardown, release this process's handles. Records and kernel
         objects stay: another controller on this state directory takes over from here.
         Calls other threads have in flight finish first (each within its own timeouts);
-        calls made from now on are refused with BadRequestError. Not to be called from
-        inside a call on this controller (a driver's or plugin's callback)."""
+        calls made from now on are refused with BadRequestError. Called from inside a
+        call on this controller (a driver's callback, on the calling thread), it would
+        wait for that call forever: it raises BadRequestError instead and changes
+        nothing."""
+        if getattr(self._in_call, "depth", 0):
+            raise BadRequestError("close() cannot run inside a call on this controller "
+                                  "(it would wait for that call to end)")
         with self._lock:
             if self._closed:
                 return

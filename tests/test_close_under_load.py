@@ -19,6 +19,7 @@ import pytest
 
 import pynetlib
 from pynetlib import netlabel
+from pynetlib.driverapi import Driver
 from pynetlib.errors import BadRequestError
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
@@ -101,3 +102,61 @@ def test_close_while_threads_run_lifecycles(tmp_path, caplog, delay, pool):
         assert [n for n in os.listdir("/run/netns") if n.startswith("pnl-")] == []
     finally:
         c2.close()
+
+
+class _ClosingDriver(Driver):
+    """A null-like driver whose create_endpoint closes the controller while ``armed``."""
+    type = "closing"
+
+    def __init__(self):
+        self.ctrl = None
+        self.armed = True
+
+    def config(self, options): pass
+    def create_network(self, nid, options): pass
+    def delete_network(self, nid): pass
+
+    def create_endpoint(self, nid, eid, ep_info, options):
+        if self.armed:
+            self.ctrl.close()
+
+    def delete_endpoint(self, nid, eid): pass
+    def endpoint_oper_info(self, nid, eid): return {}
+    def join(self, nid, eid, sbox_key, jinfo, options): pass
+    def leave(self, nid, eid): pass
+
+
+def test_close_from_inside_a_call_is_refused(tmp_path):
+    """close() from a driver's callback would wait for the call it runs in: refused
+    with BadRequestError, the call fails and stores nothing, the controller stays open."""
+    ctrl = pynetlib.Controller(str(tmp_path / "state"), host_routes=lambda: [])
+    driver = _ClosingDriver()
+    driver.ctrl = ctrl
+    ctrl.register_driver("closing", driver)
+    net = ctrl.new_network("closing", "cn")
+    outcome: list = []
+
+    def create():
+        try:
+            outcome.append(net.create_endpoint("e1"))
+        except Exception as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=create, daemon=True)    # a deadlock fails the test
+    t.start()
+    t.join(30)
+    try:
+        assert not t.is_alive(), "close() inside create_endpoint waited for itself"
+        assert len(outcome) == 1 and isinstance(outcome[0], BadRequestError)
+        assert "inside a call" in str(outcome[0])
+        assert net.endpoints() == []
+        driver.armed = False
+        ep = net.create_endpoint("e1")          # still open, the name still free
+        ep.delete()
+        net.delete()
+    finally:
+        driver.armed = False
+        if not t.is_alive():
+            ctrl.close()
+    with pytest.raises(BadRequestError, match="the controller is closed"):
+        ctrl.new_network("null", "late")
