@@ -473,13 +473,14 @@ class Controller:
         calls made from now on are refused with BadRequestError. Called from inside a
         call on this controller (a driver's callback, on the calling thread), it would
         wait for that call forever: it raises BadRequestError instead and changes
-        nothing."""
-        if getattr(self._in_call, "depth", 0):
-            raise BadRequestError("close() cannot run inside a call on this controller "
-                                  "(it would wait for that call to end)")
+        nothing (once another thread has begun closing, it returns, as it does anywhere
+        else)."""
         with self._lock:
             if self._closed:
                 return
+            if getattr(self._in_call, "depth", 0):
+                raise BadRequestError("close() cannot run inside a call on this "
+                                      "controller (it would wait for that call to end)")
             self._closed = True
         self._calls.take()
         self._calls.wait_idle()

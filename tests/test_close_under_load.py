@@ -105,11 +105,13 @@ def test_close_while_threads_run_lifecycles(tmp_path, caplog, delay, pool):
 
 
 class _ClosingDriver(Driver):
-    """A null-like driver whose create_endpoint closes the controller while ``armed``."""
+    """A null-like driver whose create_endpoint closes the controller while ``armed``
+    (after ``first`` has run, if given)."""
     type = "closing"
 
-    def __init__(self):
-        self.ctrl = None
+    def __init__(self, ctrl, first=None):
+        self.ctrl = ctrl
+        self.first = first
         self.armed = True
 
     def config(self, options): pass
@@ -118,6 +120,8 @@ class _ClosingDriver(Driver):
 
     def create_endpoint(self, nid, eid, ep_info, options):
         if self.armed:
+            if self.first is not None:
+                self.first()
             self.ctrl.close()
 
     def delete_endpoint(self, nid, eid): pass
@@ -130,8 +134,7 @@ def test_close_from_inside_a_call_is_refused(tmp_path):
     """close() from a driver's callback would wait for the call it runs in: refused
     with BadRequestError, the call fails and stores nothing, the controller stays open."""
     ctrl = pynetlib.Controller(str(tmp_path / "state"), host_routes=lambda: [])
-    driver = _ClosingDriver()
-    driver.ctrl = ctrl
+    driver = _ClosingDriver(ctrl)
     ctrl.register_driver("closing", driver)
     net = ctrl.new_network("closing", "cn")
     outcome: list = []
@@ -160,3 +163,28 @@ def test_close_from_inside_a_call_is_refused(tmp_path):
             ctrl.close()
     with pytest.raises(BadRequestError, match="the controller is closed"):
         ctrl.new_network("null", "late")
+
+
+def test_close_inside_a_call_while_another_thread_closes(tmp_path):
+    """Once another thread's close() has begun (and waits for this call), a close()
+    inside the call returns at once, as a second close() does anywhere: the call
+    completes, then the other thread's close() does."""
+    ctrl = pynetlib.Controller(str(tmp_path / "state"), host_routes=lambda: [])
+    closer = threading.Thread(target=ctrl.close, daemon=True)
+
+    def close_elsewhere_first():
+        closer.start()
+        deadline = time.monotonic() + 30
+        while not ctrl._closed and time.monotonic() < deadline:     # it waits for us now
+            time.sleep(0.001)
+        assert ctrl._closed
+
+    driver = _ClosingDriver(ctrl, close_elsewhere_first)
+    ctrl.register_driver("closing", driver)
+    net = ctrl.new_network("closing", "cn")
+    ep = net.create_endpoint("e1")                  # no error: close() returned
+    assert ep.name == "e1"
+    closer.join(30)
+    assert not closer.is_alive()
+    with pytest.raises(BadRequestError, match="the controller is closed"):
+        net.create_endpoint("e2")
