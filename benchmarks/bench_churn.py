@@ -16,16 +16,20 @@ Reported: lifecycles per second at each implementation's best worker count, atta
 detach medians and p99, CPU seconds per container, and resident memory and open file
 descriptors at the start and the end of the run.
 
+pyroute2 and CNI are also run at higher worker counts: most of their lifecycle is waiting
+(CNI's DEL waits out the kernel's RCU grace period for its veth), so they keep gaining
+from more workers after pynetlib and the C loop have stopped; measured here, CNI went
+from 38/s at 2 workers to 70/s at 8.
+
 Work the kernel finishes later is counted too. Deleting a namespace returns before the
 kernel has destroyed it and its veth (a kernel worker does that afterwards), so a loop
 that deletes namespaces is done before the kernel is, and its own CPU time leaves that
-work out. Each run therefore also reports, from the same start, the time until the
-kernel has caught up (the bridge is back to LIVE ports, read with `ip`; for
-pynetlib after its reaper is flushed) and the host's CPU over that time: every process
-and kernel thread, from /proc/stat, which is fair on a machine that runs nothing else. pyroute2 and CNI are also run at higher
-worker counts: most of their lifecycle is waiting (CNI's DEL waits out the kernel's RCU
-grace period for its veth), so they keep gaining from more workers after pynetlib and
-the C loop have stopped; measured here, CNI went from 38/s at 2 workers to 70/s at 8.
+work out. Each run is therefore also reported from the same start until the kernel has
+caught up: the bridge is back to LIVE ports (read with ``ip``; for pynetlib after its
+teardown is flushed), and then the host is quiet again (under 5 % busy over 0.2 s), so
+that the namespaces' own destruction is in too. Over that time the host's CPU is
+counted: every process and kernel thread, from /proc/stat, less the waiting's own CPU.
+That is fair on a machine that runs nothing else.
 
 Environment: PNL_CHURN_COUNT (10000), PNL_CHURN_LIVE (200), PNL_CHURN_SLOW_COUNT (the
 slower implementations' count, 400), PNL_CHURN_WORKERS (pynetlib and the C loop,
@@ -100,51 +104,59 @@ def _host_cpu():
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def _drain(bridge: str, ports: int, timeout: float = 120.0) -> tuple[float, float]:
-    """Wait until ``bridge`` has ``ports`` ports again, that is until the kernel has
-    destroyed every veth the run made. Returns the monotonic time it had, and the CPU
-    seconds the polling itself took (``ip -o link show master``, every 50 ms: about 8 ms
-    of CPU each with 200 ports, where a pyroute2 dump took 70 ms)."""
-    c0 = os.times()
-    t0 = time.monotonic()
-    while True:
-        now = time.monotonic()
-        out = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
-                             capture_output=True, text=True, check=True).stdout
-        n = out.count("\n")
-        if n == ports:
-            c1 = os.times()
-            return now, (c1.children_user + c1.children_system - c0.children_user -
-                         c0.children_system + c1.user + c1.system - c0.user - c0.system)
-        if now - t0 > timeout:
-            raise TimeoutError(f"bridge {bridge}: {n} ports (want {ports})")
-        time.sleep(0.05)
+QUIET_WINDOW = 0.2              # seconds
+QUIET_BUSY = 0.05               # of the host's CPU capacity, at most, over a quiet window
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this thread and of the child processes waited for so far."""
+    t = os.times()
+    return time.thread_time() + t.children_user + t.children_system
 
 
 class _Drained:
-    """From a run's start to the kernel having caught up with it: the wall time and the
-    host's CPU (see the module docstring), the polling's own CPU left out."""
+    """From a run's start to the kernel having caught up with it (see the module
+    docstring): the wall time and the host's CPU."""
 
     def __init__(self, bridge: str, ports: int):
         self.bridge, self.ports = bridge, ports
         self.t0, self.cpu0 = time.monotonic(), _host_cpu()
 
-    def done(self) -> tuple[float, float]:
+    def done(self, timeout: float = 120.0) -> tuple[float, float]:
         """(seconds, host CPU seconds) from the start until the bridge is back to its
-        ports."""
-        end, polling = _drain(self.bridge, self.ports)
-        return end - self.t0, _host_cpu() - self.cpu0 - polling
+        ports and the host is quiet. The bridge is polled with ``ip -o link show
+        master`` every 50 ms (about 8 ms of CPU each with 200 ports, where a pyroute2
+        dump took 70 ms); that CPU is left out."""
+        own0 = _own_cpu()
+        deadline = time.monotonic() + timeout
+        while True:
+            ports = subprocess.run(["ip", "-o", "link", "show", "master", self.bridge],
+                                   capture_output=True, text=True,
+                                   check=True).stdout.count("\n")
+            if ports == self.ports:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bridge {self.bridge}: {ports} ports (want "
+                                   f"{self.ports})")
+            time.sleep(0.05)
+        capacity = QUIET_WINDOW * (os.cpu_count() or 1)
+        while True:
+            end, cpu, own = time.monotonic(), _host_cpu(), _own_cpu()
+            time.sleep(QUIET_WINDOW)
+            if _host_cpu() - cpu <= QUIET_BUSY * capacity:
+                return end - self.t0, cpu - self.cpu0 - (own - own0)
+            if time.monotonic() > deadline:
+                raise TimeoutError("the host did not go quiet after the run")
 
 
-def _report(tag, impl, n, wall, cpu, attach, detach, mem=None, drained=None):
+def _report(tag, impl, n, wall, cpu, attach, detach, drained, mem=None):
     rate = n / wall
     figure(f"churn {tag}: lifecycles/s", impl, f"{rate:8.0f}/s over {n} containers, "
            f"CPU {cpu / n * 1e3:.2f} ms/container")
-    if drained is not None:
-        dwall, hcpu = drained
-        figure(f"churn {tag}: lifecycles/s, kernel caught up", impl,
-               f"{n / dwall:8.0f}/s (until the bridge is back to its ports: "
-               f"{dwall - wall:+.2f} s), host CPU {hcpu / n * 1e3:.2f} ms/container")
+    dwall, hcpu = drained
+    figure(f"churn {tag}: lifecycles/s, kernel caught up", impl,
+           f"{n / dwall:8.0f}/s (the kernel done {dwall - wall:+.2f} s after the run), "
+           f"host CPU {hcpu / n * 1e3:.2f} ms/container")
     if attach:
         figure(f"churn {tag}: attach", impl, f"median {statistics.median(attach) * 1e3:.3f} ms"
                f", p99 {_p(attach, 0.99) * 1e3:.3f} ms")
@@ -154,7 +166,7 @@ def _report(tag, impl, n, wall, cpu, attach, detach, mem=None, drained=None):
     if mem:
         figure(f"churn {tag}: RSS / fds", impl, mem)
     record(f"churn {tag}: time per lifecycle", impl, wall / n)
-    return (rate, n / drained[0]) if drained is not None else rate
+    return rate, n / dwall
 
 
 def _best(impl: str, rates: list[tuple[float, float]]) -> float:
@@ -254,7 +266,7 @@ def _churn_pynetlib(benchmark, env, impl: str) -> None:
         mem = (f"RSS {rss0} -> {rss1} KiB ({(rss1 - rss0) / rss0 * 100:+.1f} %), "
                f"fds {fd0} -> {fd1}")
         rates.append(_report(f"{tag}, {workers} worker(s)", impl, COUNT, wall, cpu, attach,
-                             detach, mem, drained))
+                             detach, drained, mem))
     benchmark.extra_info["best_rate"] = _best(impl, rates)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     assert ctrl.audit() == []
@@ -311,7 +323,7 @@ def bench_churn_pynetlib_pods(benchmark, env):
         mem = (f"RSS {rss0} -> {rss1} KiB ({(rss1 - rss0) / rss0 * 100:+.1f} %), "
                f"fds {fd0} -> {fd1}")
         rates.append(_report(f"{tag}, {workers} worker(s)", "pynetlib-batch",
-                             COUNT // POD * POD, wall, cpu, attach, detach, mem, drained))
+                             COUNT // POD * POD, wall, cpu, attach, detach, drained, mem))
     _best("pynetlib-batch", rates)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     assert ctrl.audit() == []
@@ -333,7 +345,7 @@ def bench_churn_c_loop(benchmark, env, c_loop):
         wall = [int(l.split()[1]) / 1e9 for l in p.stdout.splitlines()
                 if l.startswith("wall")][0]
         rates.append(_report(f"{LIVE} live, {workers} worker(s)", "c-loop", len(times), wall,
-                             cpu, times, [], drained=drained))
+                             cpu, times, [], drained))
     _best("c-loop", rates)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
@@ -365,7 +377,7 @@ def bench_churn_pyroute2(benchmark, env):
         wall = time.perf_counter() - t0
         cpu = _cpu() - cpu0
         rates.append(_report(f"{LIVE} live, {workers} worker(s)", "pyroute2", SLOW_COUNT,
-                             wall, cpu, attach, detach, drained=caught_up.done()))
+                             wall, cpu, attach, detach, caught_up.done()))
     ipr.close()
     _best("pyroute2", rates)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
@@ -416,8 +428,7 @@ def bench_churn_cni_bridge(benchmark, env, tmp_path):
             wall = time.perf_counter() - t0
             cpu = _cpu() - cpu0
             rates.append(_report(f"{LIVE} live, {workers} worker(s)", "cni-bridge",
-                                 SLOW_COUNT, wall, cpu, attach, detach,
-                                 drained=caught_up.done()))
+                                 SLOW_COUNT, wall, cpu, attach, detach, caught_up.done()))
     finally:
         for name in live:
             cni("DEL", name, f"/run/netns/{name}")
