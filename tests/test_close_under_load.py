@@ -19,7 +19,7 @@ import pytest
 
 import pynetlib
 from pynetlib import netlabel
-from pynetlib.driverapi import Driver
+from pynetlib.drivers.null import NullDriver
 from pynetlib.errors import BadRequestError
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(
@@ -104,9 +104,9 @@ def test_close_while_threads_run_lifecycles(tmp_path, caplog, delay, pool):
         c2.close()
 
 
-class _ClosingDriver(Driver):
-    """A null-like driver whose create_endpoint closes the controller while ``armed``
-    (after ``first`` has run, if given)."""
+class _ClosingDriver(NullDriver):
+    """The null driver, except that its create_endpoint closes the controller while
+    ``armed`` (after ``first`` has run, if given)."""
     type = "closing"
 
     def __init__(self, ctrl, first=None):
@@ -114,20 +114,11 @@ class _ClosingDriver(Driver):
         self.first = first
         self.armed = True
 
-    def config(self, options): pass
-    def create_network(self, nid, options): pass
-    def delete_network(self, nid): pass
-
     def create_endpoint(self, nid, eid, ep_info, options):
         if self.armed:
             if self.first is not None:
                 self.first()
             self.ctrl.close()
-
-    def delete_endpoint(self, nid, eid): pass
-    def endpoint_oper_info(self, nid, eid): return {}
-    def join(self, nid, eid, sbox_key, jinfo, options): pass
-    def leave(self, nid, eid): pass
 
 
 def test_close_from_inside_a_call_is_refused(tmp_path):
